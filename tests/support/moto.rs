@@ -1,0 +1,211 @@
+//! Test helper: a private `moto_server` (local AWS endpoints for S3, SNS, SQS,
+//! DynamoDB, ...) on a free loopback port, killed when the handle is dropped.
+//!
+//! Include it from an integration test with
+//! `#[path = "support/moto.rs"] mod moto;`.
+//!
+//! The executable is looked up in this order: `$TRAILWATCH_MOTO_SERVER`,
+//! `<crate>/.venv/bin/moto_server` (made by `scripts/venv.sh`), `moto_server`
+//! on `PATH`.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long one start attempt may take before the server must answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often readiness is polled.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Start attempts (each on a fresh port) before giving up.
+const ATTEMPTS: usize = 5;
+
+/// Region the helper's clients and environment use.
+pub const REGION: &str = "us-east-1";
+
+/// A running `moto_server`; the process is killed when this is dropped.
+pub struct MotoServer {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub endpoint: String,
+    child: Child,
+}
+
+impl MotoServer {
+    /// Start a fresh server on a free loopback port and wait until it answers.
+    ///
+    /// Panics with a clear message when `moto_server` cannot be found or does
+    /// not come up.
+    pub fn start() -> MotoServer {
+        let exe = find_moto_server();
+        let mut last_error = String::new();
+        for _ in 0..ATTEMPTS {
+            let port = free_port();
+            let mut child = Command::new(&exe)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                // Never inherit the test runner's pipes: a child holding them
+                // would keep CI waiting after the tests are done.
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+            match wait_ready(&mut child, port) {
+                Ok(()) => {
+                    return MotoServer {
+                        endpoint: format!("http://127.0.0.1:{port}"),
+                        child,
+                    }
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_error = e;
+                }
+            }
+        }
+        panic!(
+            "{} did not start after {ATTEMPTS} attempts: {last_error}",
+            exe.display()
+        );
+    }
+
+    /// Shared SDK configuration pointing at this server: region `us-east-1`,
+    /// static test credentials, endpoint URL of the server.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .endpoint_url(&self.endpoint)
+            .load()
+            .await
+    }
+
+    /// S3 client for this server, with path-style addressing (moto does not
+    /// serve virtual-hosted bucket names on a bare address).
+    pub fn s3_client(&self, conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+        let s3_conf = aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(s3_conf)
+    }
+
+    /// Environment for a child process (the `trailwatch` binary) that must talk
+    /// to this server through the default AWS configuration chain.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", REGION.to_string()),
+            ("AWS_DEFAULT_REGION", REGION.to_string()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ]
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A unique lowercase name (valid for buckets, topics, queues and tables):
+/// `prefix`, the process id, a per-process counter and the clock's nanoseconds.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{n}-{nanos}",
+        prefix.to_ascii_lowercase(),
+        std::process::id()
+    )
+}
+
+fn find_moto_server() -> PathBuf {
+    if let Some(p) = std::env::var_os("TRAILWATCH_MOTO_SERVER") {
+        if !p.is_empty() {
+            return PathBuf::from(p);
+        }
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if venv.is_file() {
+        return venv;
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join("moto_server");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "moto_server not found: run scripts/venv.sh (it installs it into {}), \
+         or set TRAILWATCH_MOTO_SERVER to its path",
+        venv.display()
+    );
+}
+
+/// Ask the kernel for a free port; the listener is dropped before the server
+/// binds it (a lost race is handled by retrying on another port).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Err(format!("exited early on port {port} ({status})")),
+            Ok(None) => {}
+            Err(e) => return Err(format!("cannot wait for it: {e}")),
+        }
+        if answers_200(port) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no answer on port {port} within {}s",
+                READY_TIMEOUT.as_secs()
+            ));
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// One plain HTTP/1.1 `GET /moto-api/`; true when the status is 200.
+fn answers_200(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let request =
+        format!("GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let status_line = head.lines().next().unwrap_or("");
+    status_line.starts_with("HTTP/1.") && status_line.split_whitespace().nth(1) == Some("200")
+}
