@@ -1,0 +1,44 @@
+# trailwatch: `make run` shows an alert from the sample event, `make test` runs
+# everything CI runs. Both set themselves up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+# One target dir for every profile and tool (never build the same profile twice).
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+BIN := $(CARGO_TARGET_DIR)/debug/trailwatch
+SAM_ENV := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing SAM_CLI_TELEMETRY=0
+
+.PHONY: help run test build venv lint fmt clippy template unit bench emulate clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+run: ## Run the Lambda handler on events/s3-put.json with S3 served from events/objects (no AWS)
+	cargo build --quiet
+	$(BIN) invoke events/s3-put.json --objects events/objects
+
+venv: ## Python tools for tests (moto, cfn-lint, sam, cargo-lambda) in .venv
+	@scripts/venv.sh
+
+test: venv fmt clippy template unit ## Everything CI runs
+
+fmt:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --all-targets -- -D warnings
+
+template: venv ## Lint template.yaml (cfn-lint, sam validate --lint)
+	cfn-lint template.yaml
+	$(SAM_ENV) sam validate --lint --region us-east-1 -t template.yaml
+
+unit: venv ## Unit, integration, property and emulator tests
+	cargo test --all-targets
+	$(BIN) test
+
+build: venv ## Lambda artifact for arm64 (cargo-lambda), in target/lambda/trailwatch
+	cargo lambda build --release --arm64 --bin trailwatch
+
+clean:
+	cargo clean
+	rm -rf .venv .bench .emulate .aws-sam

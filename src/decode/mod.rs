@@ -1,0 +1,136 @@
+//! Byte stream -> records.
+//!
+//! A CloudTrail object is gzip (possibly multi-member) or plain JSON, recognised by
+//! its magic bytes, never by its name. It is decompressed as a stream into a reused
+//! buffer, and [`scanner`] splits the `Records` array into records without building
+//! a document: only records that contain one of the rules' literal needles (or any
+//! JSON escape that could spell one) are handed on to be parsed. Memory stays
+//! bounded by the largest single record, whatever the object's size.
+
+pub mod prefilter;
+pub mod reference;
+pub mod scanner;
+
+use std::io::{BufRead, BufReader, Read};
+
+pub use prefilter::Prefilter;
+pub use scanner::{scan_records, ScanStats};
+
+/// Size limits that protect the process from hostile or broken objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Decompressed bytes allowed per object (gzip bomb guard).
+    pub max_decompressed_bytes: u64,
+    /// Bytes allowed for one record (and for the root-level text around `Records`).
+    pub max_record_bytes: usize,
+}
+
+/// 4 GiB: larger than any CloudTrail delivery, small enough to stop a bomb.
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 4 << 30;
+/// CloudTrail events are far below 1 MiB; 16 MiB leaves room and bounds memory.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 << 20;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+}
+
+/// How an object was encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Gzip,
+    PlainJson,
+}
+
+/// Why an object could not be read to the end. Records delivered before the error
+/// have already been processed; the caller names the object.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("gzip stream is corrupt or truncated: {0}")]
+    Gzip(std::io::Error),
+    #[error("empty object")]
+    Empty,
+    #[error("not gzip and not JSON (first byte 0x{0:02x})")]
+    NotJson(u8),
+    #[error("decompressed size exceeds the limit of {limit} bytes (TRAILWATCH_MAX_DECOMPRESSED_BYTES)")]
+    TooLarge { limit: u64 },
+    #[error("a record at byte {offset} is larger than the limit of {limit} bytes")]
+    RecordTooLarge { offset: u64, limit: usize },
+    #[error("invalid JSON at byte {offset}: {message}")]
+    Syntax { offset: u64, message: String },
+    #[error("truncated JSON: the document ends inside {context}")]
+    Truncated { context: &'static str },
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const READ_BUFFER: usize = 256 << 10;
+
+/// Sniffs the encoding and returns a reader of the decoded JSON bytes.
+///
+/// gzip errors are reported as [`DecodeError::Gzip`] by the scanner, which knows the
+/// reader it gets is a decompressor (see [`DecodedStream`]).
+pub fn open_stream<R: Read>(raw: R) -> Result<DecodedStream<R>, DecodeError> {
+    let mut raw = BufReader::with_capacity(READ_BUFFER, raw);
+    let head = loop {
+        match raw.fill_buf() {
+            Ok(head) => break head,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(DecodeError::Io(e)),
+        }
+    };
+    if head.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    if head.starts_with(&GZIP_MAGIC) || head == &GZIP_MAGIC[..1] {
+        return Ok(DecodedStream::Gzip(flate2::bufread::MultiGzDecoder::new(raw)));
+    }
+    Ok(DecodedStream::Plain(raw))
+}
+
+/// The decoded byte stream of one object.
+pub enum DecodedStream<R: Read> {
+    Gzip(flate2::bufread::MultiGzDecoder<BufReader<R>>),
+    Plain(BufReader<R>),
+}
+
+impl<R: Read> DecodedStream<R> {
+    pub fn encoding(&self) -> Encoding {
+        match self {
+            DecodedStream::Gzip(_) => Encoding::Gzip,
+            DecodedStream::Plain(_) => Encoding::PlainJson,
+        }
+    }
+
+    /// Reads decoded bytes, classifying failures (a gzip reader's `InvalidInput`,
+    /// `InvalidData` and `UnexpectedEof` mean a corrupt or truncated stream).
+    pub fn read_decoded(&mut self, buf: &mut [u8]) -> Result<usize, DecodeError> {
+        loop {
+            let result = match self {
+                DecodedStream::Gzip(gz) => gz.read(buf),
+                DecodedStream::Plain(plain) => plain.read(buf),
+            };
+            return match result {
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(self, DecodedStream::Gzip(_))
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::InvalidInput
+                                | std::io::ErrorKind::InvalidData
+                                | std::io::ErrorKind::UnexpectedEof
+                        ) =>
+                {
+                    Err(DecodeError::Gzip(e))
+                }
+                Err(e) => Err(DecodeError::Io(e)),
+            };
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Dedup decision: should this match alert, or is it part of an open window?
+//!
+//! Semantics (SPEC §4), all in event time so that replays, retries and backfills
+//! give the same answer:
+//! - the key is `(RuleID, awsRegion, recipientAccountId)`;
+//! - the first match of a key opens a window at its `eventTime` and alerts;
+//! - a match in `[open, open + window)` is suppressed and counted in the window;
+//! - a match at or after `open + window` opens a new window and alerts;
+//! - a late match (`eventTime < open`) within one window before `open` is
+//!   suppressed; older than that it alerts without moving the stored window;
+//! - a match whose `eventID` was already seen for the key is a redelivery: neither
+//!   alert nor suppressed.
+//!
+//! [`transition`] is that table as a pure function; stores only persist its result
+//! (atomically, for the DynamoDB store).
+
+pub mod memory;
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use memory::MemoryStore;
+
+/// At most this many distinct snapshots, buckets or principals are kept per window.
+pub const MAX_DISTINCT: usize = 20;
+
+/// What one match brings to its window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// `RuleID:region:account`.
+    pub key: String,
+    pub event_time_ms: i64,
+    pub event_id: String,
+    pub window_ms: i64,
+    pub snapshot: String,
+    pub bucket: String,
+    pub principal: String,
+}
+
+/// The decision for one match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Alert; the alert belongs to the window opening at `window_start_ms`.
+    Alert { window_start_ms: i64 },
+    /// Counted against the window opened at `window_start_ms`.
+    Suppressed { window_start_ms: i64 },
+    /// The same `eventID` was already seen for this key.
+    Redelivery,
+}
+
+/// The persisted state of a key's current window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub open_ms: i64,
+    pub window_ms: i64,
+    /// `eventID` of the match that opened the window (and alerted).
+    pub first_event_id: String,
+    pub suppressed: u64,
+    pub first_suppressed_ms: Option<i64>,
+    pub last_suppressed_ms: Option<i64>,
+    pub snapshots: BTreeSet<String>,
+    pub buckets: BTreeSet<String>,
+    pub principals: BTreeSet<String>,
+}
+
+impl Window {
+    fn opened_by(claim: &Claim) -> Window {
+        Window {
+            open_ms: claim.event_time_ms,
+            window_ms: claim.window_ms,
+            first_event_id: claim.event_id.clone(),
+            ..Window::default()
+        }
+    }
+
+    pub fn end_ms(&self) -> i64 {
+        self.open_ms.saturating_add(self.window_ms)
+    }
+
+    /// Counts a suppressed match into the window.
+    pub fn absorb(&mut self, claim: &Claim) {
+        self.suppressed += 1;
+        let t = claim.event_time_ms;
+        self.first_suppressed_ms = Some(self.first_suppressed_ms.map_or(t, |f| f.min(t)));
+        self.last_suppressed_ms = Some(self.last_suppressed_ms.map_or(t, |l| l.max(t)));
+        for (set, value) in [
+            (&mut self.snapshots, &claim.snapshot),
+            (&mut self.buckets, &claim.bucket),
+            (&mut self.principals, &claim.principal),
+        ] {
+            if set.len() < MAX_DISTINCT {
+                set.insert(value.clone());
+            }
+        }
+    }
+
+    /// The roll-up of this window, if it suppressed anything.
+    pub fn rollup(&self, key: &str) -> Option<Rollup> {
+        (self.suppressed > 0).then(|| Rollup {
+            key: key.to_owned(),
+            window: self.clone(),
+        })
+    }
+}
+
+/// What a decision does to the stored state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// No window yet, or the match is past the window: store `new` (replacing the
+    /// old one, whose roll-up is due if it suppressed anything) and alert.
+    Open { new: Window, closed: Option<Window> },
+    /// Count the match in the current window.
+    Suppress { window: Window },
+    /// Alert for a match older than the window's reach; the stored window stays.
+    AlertLate { window_start_ms: i64 },
+}
+
+impl Transition {
+    pub fn decision(&self) -> Decision {
+        match self {
+            Transition::Open { new, .. } => Decision::Alert {
+                window_start_ms: new.open_ms,
+            },
+            Transition::Suppress { window } => Decision::Suppressed {
+                window_start_ms: window.open_ms,
+            },
+            Transition::AlertLate { window_start_ms } => Decision::Alert {
+                window_start_ms: *window_start_ms,
+            },
+        }
+    }
+}
+
+/// SPEC §4 as a function of the current window (redeliveries are checked before).
+pub fn transition(current: Option<&Window>, claim: &Claim) -> Transition {
+    let t = claim.event_time_ms;
+    match current {
+        None => Transition::Open {
+            new: Window::opened_by(claim),
+            closed: None,
+        },
+        Some(w) if t >= w.end_ms() => Transition::Open {
+            new: Window::opened_by(claim),
+            closed: Some(w.clone()),
+        },
+        Some(w) if t >= w.open_ms.saturating_sub(w.window_ms) => {
+            let mut window = w.clone();
+            window.absorb(claim);
+            Transition::Suppress { window }
+        }
+        Some(_) => Transition::AlertLate { window_start_ms: t },
+    }
+}
+
+/// A closed window that suppressed matches: one roll-up alert lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollup {
+    pub key: String,
+    pub window: Window,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("dedup store: {0}")]
+pub struct DedupError(pub String);
+
+/// Where windows live: in memory (CLI, `invoke`) or DynamoDB (Lambda).
+#[async_trait]
+pub trait DedupStore: Send + Sync {
+    /// Decides for one match and records the decision.
+    async fn decide(&self, claim: &Claim) -> Result<Decision, DedupError>;
+
+    /// Undoes an `Alert` decision whose publication failed, so that a retry of the
+    /// same match alerts again (at-least-once delivery).
+    async fn release(&self, claim: &Claim, decision: Decision) -> Result<(), DedupError>;
+
+    /// Roll-ups of windows that closed before `now_ms` (all windows when `all`), each
+    /// returned once.
+    async fn take_rollups(&self, now_ms: i64, all: bool) -> Result<Vec<Rollup>, DedupError>;
+}
+
+/// The store Lambda mode uses: DynamoDB when `TRAILWATCH_DEDUP_TABLE` is set,
+/// otherwise process memory (windows then last only as long as the instance).
+pub fn store_for(
+    config: &crate::config::Config,
+    _aws: &aws_config::SdkConfig,
+) -> Result<std::sync::Arc<dyn DedupStore>, lambda_runtime::Error> {
+    match &config.dedup_table {
+        None => Ok(std::sync::Arc::new(MemoryStore::new())),
+        Some(table) => Err(format!("TRAILWATCH_DEDUP_TABLE={table}: the DynamoDB store is not available").into()),
+    }
+}
+
+/// `--no-dedup`: every match alerts, in a window of its own.
+pub struct NoDedup;
+
+#[async_trait]
+impl DedupStore for NoDedup {
+    async fn decide(&self, claim: &Claim) -> Result<Decision, DedupError> {
+        Ok(Decision::Alert {
+            window_start_ms: claim.event_time_ms,
+        })
+    }
+    async fn release(&self, _: &Claim, _: Decision) -> Result<(), DedupError> {
+        Ok(())
+    }
+    async fn take_rollups(&self, _: i64, _: bool) -> Result<Vec<Rollup>, DedupError> {
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+    const W: i64 = 60 * MIN;
+
+    fn claim(t: i64, id: &str) -> Claim {
+        Claim {
+            key: "k".into(),
+            event_time_ms: t,
+            event_id: id.into(),
+            window_ms: W,
+            snapshot: format!("snap-{id}"),
+            bucket: "b".into(),
+            principal: "p".into(),
+        }
+    }
+
+    #[test]
+    fn first_match_opens_and_alerts() {
+        let t = transition(None, &claim(1000, "a"));
+        assert_eq!(t.decision(), Decision::Alert { window_start_ms: 1000 });
+    }
+
+    #[test]
+    fn window_is_half_open() {
+        let open = Window::opened_by(&claim(0, "a"));
+        assert_eq!(
+            transition(Some(&open), &claim(W - 1, "b")).decision(),
+            Decision::Suppressed { window_start_ms: 0 }
+        );
+        let at_end = transition(Some(&open), &claim(W, "c"));
+        assert_eq!(at_end.decision(), Decision::Alert { window_start_ms: W });
+    }
+
+    #[test]
+    fn late_records_within_one_window_are_suppressed_older_alert_without_moving() {
+        let open = Window::opened_by(&claim(10 * W, "a"));
+        assert_eq!(
+            transition(Some(&open), &claim(9 * W, "b")).decision(),
+            Decision::Suppressed { window_start_ms: 10 * W }
+        );
+        assert_eq!(
+            transition(Some(&open), &claim(9 * W - 1, "c")),
+            Transition::AlertLate { window_start_ms: 9 * W - 1 }
+        );
+    }
+
+    #[test]
+    fn suppressed_matches_are_counted_with_distinct_values_bounded() {
+        let mut w = Window::opened_by(&claim(0, "a"));
+        for i in 0..30 {
+            w.absorb(&claim(i * MIN, &i.to_string()));
+        }
+        assert_eq!(w.suppressed, 30);
+        assert_eq!(w.snapshots.len(), MAX_DISTINCT);
+        assert_eq!(w.buckets.len(), 1);
+        assert_eq!(w.first_suppressed_ms, Some(0));
+        assert_eq!(w.last_suppressed_ms, Some(29 * MIN));
+        assert!(w.rollup("k").is_some());
+        assert!(Window::opened_by(&claim(0, "a")).rollup("k").is_none());
+    }
+
+    #[test]
+    fn a_new_window_closes_the_old_one() {
+        let mut open = Window::opened_by(&claim(0, "a"));
+        open.absorb(&claim(5, "b"));
+        match transition(Some(&open), &claim(2 * W, "c")) {
+            Transition::Open { new, closed } => {
+                assert_eq!(new.open_ms, 2 * W);
+                assert_eq!(closed.unwrap().suppressed, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

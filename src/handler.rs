@@ -1,0 +1,257 @@
+//! The Lambda handler: trigger event -> object refs -> byte streams -> matches ->
+//! dedup -> alerts -> sink, with one summary log line per invocation.
+//!
+//! The same handler runs in Lambda (S3 source, DynamoDB or memory dedup, SNS sink),
+//! under `trailwatch invoke` (local folder, memory, stdout) and in tests (memory
+//! fakes). Objects of one event are read concurrently, each on a blocking thread;
+//! one bad object never stops the others, and their alerts are sent before the
+//! invocation reports the failure so that Lambda retries it (dedup makes the retry
+//! harmless).
+
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+use serde_json::{json, Value};
+
+use crate::detect::{Detector, ObjectReport};
+use crate::pipeline::{Alerter, Counters};
+use crate::source::{ObjectRef, ObjectSource, SourceError};
+use crate::time::now_ms;
+use crate::trigger::{classify_key, parse_trigger, KeyKind, Trigger, TriggerError};
+
+/// Why an invocation failed. Alerts for the good objects were already published.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Trigger(#[from] TriggerError),
+    #[error("{} of the event's objects failed: {}", .0.len(), .0.join("; "))]
+    Objects(Vec<String>),
+}
+
+pub struct Handler {
+    pub detector: Arc<Detector>,
+    pub alerter: Arc<Alerter>,
+    pub source: Arc<dyn ObjectSource>,
+    /// Objects read at once.
+    pub concurrency: usize,
+}
+
+/// What one group of objects (an event, or one SQS message) produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub counters: Counters,
+    /// One line per failure, naming the object and the cause.
+    pub failures: Vec<String>,
+}
+
+impl Handler {
+    /// Handles one invocation. The returned value is the Lambda response.
+    pub async fn handle(&self, event: Value) -> Result<Value, HandlerError> {
+        let started = std::time::Instant::now();
+        let trigger = parse_trigger(&event);
+        let (kind, outcome, response) = match trigger? {
+            Trigger::TestEvent => {
+                tracing::info!("s3:TestEvent acknowledged");
+                ("test", Outcome::default(), json!({"status": "ignored s3:TestEvent"}))
+            }
+            Trigger::Scheduled => {
+                let mut outcome = Outcome::default();
+                let failures = self.alerter.flush_rollups(now_ms(), false, &mut outcome.counters).await;
+                outcome.failures = failures.into_iter().map(|f| format!("{}: {}", f.source, f.message)).collect();
+                let response = json!({"rollups": outcome.counters.rollups});
+                ("schedule", outcome, response)
+            }
+            Trigger::Objects(objects) => {
+                let outcome = self.process_objects(objects).await;
+                let response = json!({"alerts": outcome.counters.alerts});
+                ("objects", outcome, response)
+            }
+            Trigger::Batch(messages) => {
+                let mut total = Outcome::default();
+                let mut failed_ids = Vec::new();
+                for message in messages {
+                    let outcome = match message.objects {
+                        Ok(objects) => self.process_objects(objects).await,
+                        Err(e) => Outcome {
+                            failures: vec![e.to_string()],
+                            ..Outcome::default()
+                        },
+                    };
+                    if !outcome.failures.is_empty() {
+                        failed_ids.push(json!({"itemIdentifier": message.message_id}));
+                    }
+                    total.merge(outcome);
+                }
+                log_summary("sqs", &total, started);
+                // Partial batch response: only the failed messages are retried.
+                return Ok(json!({"batchItemFailures": failed_ids}));
+            }
+        };
+        log_summary(kind, &outcome, started);
+        if outcome.failures.is_empty() {
+            Ok(response)
+        } else {
+            Err(HandlerError::Objects(outcome.failures))
+        }
+    }
+
+    /// Reads the objects, then decides and publishes their matches together.
+    pub async fn process_objects(&self, objects: Vec<ObjectRef>) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut wanted = Vec::new();
+        for object in objects {
+            match classify_key(&object.key) {
+                KeyKind::Log => wanted.push(object),
+                kind => {
+                    outcome.counters.skipped_keys += 1;
+                    tracing::debug!(object = %object, ?kind, "not a CloudTrail log file, skipped");
+                }
+            }
+        }
+        let reports: Vec<(ObjectRef, Result<ObjectReport, SourceError>)> = stream::iter(wanted)
+            .map(|object| async move {
+                let report = self.read_object(&object).await;
+                (object, report)
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut matches = Vec::new();
+        for (object, report) in reports {
+            match report {
+                Ok(report) => {
+                    outcome.counters.add_object(&report);
+                    if let Some(error) = &report.error {
+                        tracing::error!(object = %object, error = %error, "object failed");
+                        outcome.failures.push(format!("{object}: {error}"));
+                    }
+                    matches.extend(report.matches);
+                }
+                Err(SourceError::NotFound(object)) => {
+                    outcome.counters.missing_objects += 1;
+                    tracing::warn!(object = %object, "object not found (deleted before it was read?), skipped");
+                }
+                Err(e) => {
+                    outcome.counters.failed_objects += 1;
+                    tracing::error!(error = %e, "object could not be fetched");
+                    outcome.failures.push(e.to_string());
+                }
+            }
+        }
+        let failures = self.alerter.process(matches, now_ms(), &mut outcome.counters).await;
+        outcome
+            .failures
+            .extend(failures.into_iter().map(|f| format!("{}: {}", f.source, f.message)));
+        outcome
+    }
+
+    async fn read_object(&self, object: &ObjectRef) -> Result<ObjectReport, SourceError> {
+        let body = self.source.open(object).await?;
+        let detector = Arc::clone(&self.detector);
+        let name = object.to_string();
+        tokio::task::spawn_blocking(move || detector.detect(body, &name))
+            .await
+            .map_err(|e| SourceError::Failed {
+                object: object.clone(),
+                message: format!("reading the object stopped unexpectedly: {e}"),
+            })
+    }
+}
+
+impl Outcome {
+    fn merge(&mut self, other: Outcome) {
+        let (a, b) = (&mut self.counters, other.counters);
+        a.objects += b.objects;
+        a.skipped_keys += b.skipped_keys;
+        a.missing_objects += b.missing_objects;
+        a.failed_objects += b.failed_objects;
+        a.decoded_bytes += b.decoded_bytes;
+        a.records += b.records;
+        a.candidates += b.candidates;
+        a.non_object_records += b.non_object_records;
+        a.objects_without_records += b.objects_without_records;
+        a.invalid_records += b.invalid_records;
+        a.matches += b.matches;
+        a.alerts += b.alerts;
+        a.suppressed += b.suppressed;
+        a.redeliveries += b.redeliveries;
+        a.allowed += b.allowed;
+        a.publish_failures += b.publish_failures;
+        a.rollups += b.rollups;
+        self.failures.extend(other.failures);
+    }
+}
+
+/// One line per invocation with every counter, plus CloudWatch Embedded Metric
+/// Format metrics when running in Lambda.
+fn log_summary(trigger: &str, outcome: &Outcome, started: std::time::Instant) {
+    let c = &outcome.counters;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(
+        trigger,
+        objects = c.objects,
+        skipped_keys = c.skipped_keys,
+        missing_objects = c.missing_objects,
+        failed_objects = c.failed_objects,
+        decoded_bytes = c.decoded_bytes,
+        records = c.records,
+        matches = c.matches,
+        alerts = c.alerts,
+        suppressed = c.suppressed,
+        redeliveries = c.redeliveries,
+        allowed = c.allowed,
+        rollups = c.rollups,
+        errors = outcome.failures.len(),
+        elapsed_ms,
+        "invocation summary"
+    );
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        println!("{}", emf_metrics(c, outcome.failures.len() as u64));
+    }
+}
+
+/// CloudWatch Embedded Metric Format: one JSON line that CloudWatch Logs turns into
+/// metrics in the `trailwatch` namespace.
+pub fn emf_metrics(c: &Counters, errors: u64) -> String {
+    let values = [
+        ("Objects", c.objects),
+        ("DecodedBytes", c.decoded_bytes),
+        ("Records", c.records),
+        ("Matches", c.matches),
+        ("Alerts", c.alerts),
+        ("Suppressed", c.suppressed),
+        ("Skipped", c.skipped_keys),
+        ("Errors", errors),
+    ];
+    let mut doc = json!({
+        "_aws": {
+            "Timestamp": now_ms(),
+            "CloudWatchMetrics": [{
+                "Namespace": "trailwatch",
+                "Dimensions": [[]],
+                "Metrics": values.iter().map(|(name, _)| json!({
+                    "Name": name,
+                    "Unit": if *name == "DecodedBytes" { "Bytes" } else { "Count" },
+                })).collect::<Vec<_>>(),
+            }],
+        },
+    });
+    for (name, value) in values {
+        doc[name] = json!(value);
+    }
+    doc.to_string()
+}
+
+/// Lambda reports the failure with its kind and the full message (objects and causes).
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        let kind = match error {
+            HandlerError::Trigger(_) => "UnknownTrigger",
+            HandlerError::Objects(_) => "ObjectsFailed",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: kind.into(),
+            error_message: error.to_string(),
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! trailwatch: alerts on RDS snapshots exported to S3 (`rds:StartExportTask`) in
+//! CloudTrail logs, as an AWS Lambda function and as a command-line tool.
+//!
+//! The data flow, one module per step:
+//!
+//! ```text
+//! trigger event ──trigger──▶ object refs ──source──▶ byte stream ──decode──▶ records
+//!   ──rule/detect──▶ rule matches ──dedup──▶ decision ──alert──▶ notification ──sink──▶ SNS / stdout
+//! ```
+//!
+//! [`handler`] wires these for one Lambda invocation (also `trailwatch invoke`),
+//! [`scan`] for local files. AWS clients sit behind the [`source::ObjectSource`],
+//! [`dedup::DedupStore`] and [`sink::AlertSink`] traits, so the same pipeline runs
+//! against S3/DynamoDB/SNS, the local filesystem, and in-memory fakes.
+
+pub mod alert;
+pub mod config;
+pub mod decode;
+pub mod dedup;
+pub mod detect;
+pub mod handler;
+pub mod pipeline;
+pub mod rule;
+pub mod scan;
+pub mod sink;
+pub mod source;
+pub mod time;
+pub mod trigger;
+
+/// Stand-in for a field a record does not have.
+pub const UNKNOWN: &str = "unknown";

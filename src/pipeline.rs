@@ -1,0 +1,190 @@
+//! Rule matches -> dedup decision -> alert -> sink.
+//!
+//! Shared by the Lambda handler, `trailwatch invoke` and `trailwatch scan`: given
+//! matches in (eventTime, eventID) order, decide each against the dedup store,
+//! build and publish the alerts, and keep the counts that reconcile
+//! (matches = alerts + suppressed + redeliveries + allowed + failed publications).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::alert::{build_alert, build_rollup, Notification};
+use crate::config::AllowList;
+use crate::dedup::{Claim, Decision, DedupStore};
+use crate::detect::{Match, ObjectReport};
+use crate::rule::{first_present, scalar_text, Rule, RuleSet};
+use crate::sink::AlertSink;
+
+/// Counts for one invocation or scan (SPEC §10).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counters {
+    pub objects: u64,
+    pub skipped_keys: u64,
+    pub missing_objects: u64,
+    pub failed_objects: u64,
+    pub decoded_bytes: u64,
+    pub records: u64,
+    pub candidates: u64,
+    pub non_object_records: u64,
+    pub objects_without_records: u64,
+    pub invalid_records: u64,
+    pub matches: u64,
+    pub alerts: u64,
+    pub suppressed: u64,
+    pub redeliveries: u64,
+    pub allowed: u64,
+    pub publish_failures: u64,
+    pub rollups: u64,
+}
+
+impl Counters {
+    /// Adds the counts of one object read.
+    pub fn add_object(&mut self, report: &ObjectReport) {
+        self.objects += 1;
+        self.decoded_bytes += report.stats.decoded_bytes;
+        self.records += report.stats.records;
+        self.candidates += report.stats.candidates;
+        self.non_object_records += report.stats.non_object_records;
+        self.invalid_records += report.invalid_records;
+        if report.stats.records_arrays == 0 && report.error.is_none() {
+            self.objects_without_records += 1;
+        }
+        if report.error.is_some() {
+            self.failed_objects += 1;
+        }
+    }
+}
+
+/// The dedup and alerting half of the pipeline.
+pub struct Alerter {
+    pub rules: Arc<RuleSet>,
+    pub dedup: Arc<dyn DedupStore>,
+    pub sink: Arc<dyn AlertSink>,
+    pub allow: AllowList,
+    /// Overrides every rule's `DedupPeriodMinutes`.
+    pub window_minutes: Option<u32>,
+}
+
+/// A publication that failed (its claim was released so a retry alerts).
+#[derive(Debug, Clone)]
+pub struct PublishFailure {
+    pub source: String,
+    pub message: String,
+}
+
+impl Alerter {
+    fn window_ms(&self, rule: &Rule) -> i64 {
+        i64::from(self.window_minutes.unwrap_or(rule.dedup_minutes)) * 60_000
+    }
+
+    /// The dedup key: `RuleID:region:account` (`unknown` for a missing field).
+    pub fn dedup_key(rule: &Rule, record: &Value) -> String {
+        std::iter::once(rule.id.clone())
+            .chain(rule.group_values(record))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    /// Decides and publishes, in (eventTime, eventID) order. `now_ms` stands in for a
+    /// missing `eventTime`. Returns the failed publications; the counters say the rest.
+    pub async fn process(&self, mut matches: Vec<Match>, now_ms: i64, counters: &mut Counters) -> Vec<PublishFailure> {
+        for m in &mut matches {
+            m.event_time_ms.get_or_insert(now_ms);
+        }
+        matches.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        let mut failures = Vec::new();
+        for m in matches {
+            counters.matches += 1;
+            if let Err(failure) = self.process_one(&m, counters).await {
+                counters.publish_failures += 1;
+                failures.push(failure);
+            }
+        }
+        failures
+    }
+
+    async fn process_one(&self, m: &Match, counters: &mut Counters) -> Result<(), PublishFailure> {
+        let rule = &self.rules.rules[m.rule];
+        let failure = |message: String| PublishFailure {
+            source: m.source.clone(),
+            message,
+        };
+        if let Some(entry) = self.allow.allows(&m.record) {
+            counters.allowed += 1;
+            tracing::info!(rule = %rule.id, event_id = %m.event_id, allowed_by = %entry, "match allowed, not alerted");
+            return Ok(());
+        }
+        let key = Self::dedup_key(rule, &m.record);
+        let text = |paths: &[&str]| {
+            let paths: Vec<Vec<String>> = paths
+                .iter()
+                .map(|p| p.split('.').map(str::to_owned).collect())
+                .collect();
+            scalar_text(first_present(&m.record, &paths))
+        };
+        let claim = Claim {
+            key: key.clone(),
+            event_time_ms: m.event_time_ms.unwrap_or_default(),
+            event_id: m.event_id.clone(),
+            window_ms: self.window_ms(rule),
+            snapshot: text(&["requestParameters.sourceArn", "responseElements.sourceArn"]),
+            bucket: text(&["requestParameters.s3BucketName", "responseElements.s3Bucket"]),
+            principal: text(&["userIdentity.arn", "userIdentity.principalId"]),
+        };
+        let decision = self.dedup.decide(&claim).await.map_err(|e| failure(e.to_string()))?;
+        match decision {
+            Decision::Alert { window_start_ms } => {
+                let notification = build_alert(rule, m, &key, window_start_ms, claim.window_ms);
+                if let Err(e) = self.sink.publish(&notification).await {
+                    if let Err(release) = self.dedup.release(&claim, decision).await {
+                        tracing::error!(error = %release, "could not release the dedup claim");
+                    }
+                    return Err(failure(e.to_string()));
+                }
+                counters.alerts += 1;
+                tracing::info!(alert_id = %notification.alert_id, rule = %rule.id, key = %key, event_id = %m.event_id, source = %m.source, "alert published");
+            }
+            Decision::Suppressed { window_start_ms } => {
+                counters.suppressed += 1;
+                tracing::debug!(key = %key, event_id = %m.event_id, window_start_ms, "match suppressed");
+            }
+            Decision::Redelivery => {
+                counters.redeliveries += 1;
+                tracing::debug!(key = %key, event_id = %m.event_id, "redelivered event ignored");
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes roll-ups of closed windows (all windows when `all`).
+    pub async fn flush_rollups(&self, now_ms: i64, all: bool, counters: &mut Counters) -> Vec<PublishFailure> {
+        let rollups = match self.dedup.take_rollups(now_ms, all).await {
+            Ok(rollups) => rollups,
+            Err(e) => {
+                return vec![PublishFailure {
+                    source: "dedup store".into(),
+                    message: e.to_string(),
+                }]
+            }
+        };
+        let mut failures = Vec::new();
+        for rollup in rollups {
+            let rule_id = rollup.key.split(':').next().unwrap_or_default();
+            let Some(rule) = self.rules.get(rule_id) else {
+                continue;
+            };
+            let notification: Notification = build_rollup(rule, &rollup);
+            match self.sink.publish(&notification).await {
+                Ok(()) => counters.rollups += 1,
+                Err(e) => failures.push(PublishFailure {
+                    source: rollup.key.clone(),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        failures
+    }
+}

@@ -1,0 +1,56 @@
+//! Alert -> sink. Where notifications go: SNS in Lambda, stdout on the command line,
+//! memory in tests.
+
+pub mod sns;
+pub mod stdout;
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::alert::Notification;
+
+pub use sns::SnsSink;
+pub use stdout::{OutputFormat, StdoutSink};
+
+#[derive(Debug, thiserror::Error)]
+#[error("publishing alert {alert_id} failed: {message}")]
+pub struct SinkError {
+    pub alert_id: String,
+    pub message: String,
+}
+
+/// Publishes one notification. An error means it was not delivered: the caller
+/// releases the dedup claim so a retry alerts again.
+#[async_trait]
+pub trait AlertSink: Send + Sync {
+    async fn publish(&self, notification: &Notification) -> Result<(), SinkError>;
+}
+
+/// Keeps notifications in memory (tests, and `scan`, which sorts before printing).
+#[derive(Default)]
+pub struct MemorySink {
+    published: Mutex<Vec<Notification>>,
+}
+
+impl MemorySink {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything published so far.
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.published.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[async_trait]
+impl AlertSink for MemorySink {
+    async fn publish(&self, notification: &Notification) -> Result<(), SinkError> {
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(notification.clone());
+        Ok(())
+    }
+}

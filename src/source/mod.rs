@@ -1,0 +1,74 @@
+//! Object refs -> byte stream. Where log objects come from: S3 in Lambda, a local
+//! folder for `trailwatch invoke`, memory in tests.
+
+pub mod local;
+pub mod s3;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+
+use async_trait::async_trait;
+
+pub use local::LocalSource;
+pub use s3::S3Source;
+
+/// One S3 object, its key already URL-decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// A readable object body. Bodies are read on a blocking thread.
+pub type Body = Box<dyn Read + Send>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Deleted before we fetched it (or never there): logged and counted, not retried.
+    #[error("{0}: object not found")]
+    NotFound(ObjectRef),
+    #[error("{object}: {message}")]
+    Failed { object: ObjectRef, message: String },
+}
+
+#[async_trait]
+pub trait ObjectSource: Send + Sync {
+    /// Opens the object for streaming.
+    async fn open(&self, object: &ObjectRef) -> Result<Body, SourceError>;
+}
+
+/// Objects held in memory (tests).
+#[derive(Default)]
+pub struct MemorySource {
+    pub objects: HashMap<ObjectRef, Vec<u8>>,
+}
+
+impl MemorySource {
+    pub fn with(mut self, bucket: &str, key: &str, bytes: impl Into<Vec<u8>>) -> Self {
+        self.objects.insert(
+            ObjectRef {
+                bucket: bucket.into(),
+                key: key.into(),
+            },
+            bytes.into(),
+        );
+        self
+    }
+}
+
+#[async_trait]
+impl ObjectSource for MemorySource {
+    async fn open(&self, object: &ObjectRef) -> Result<Body, SourceError> {
+        self.objects
+            .get(object)
+            .map(|bytes| Box::new(std::io::Cursor::new(bytes.clone())) as Body)
+            .ok_or_else(|| SourceError::NotFound(object.clone()))
+    }
+}

@@ -1,0 +1,43 @@
+//! Streams objects from S3 with `GetObject`. The body is never collected: it is
+//! bridged to a blocking `Read` and decompressed as it arrives.
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use tokio_util::io::SyncIoBridge;
+
+use super::{Body, ObjectRef, ObjectSource, SourceError};
+
+pub struct S3Source {
+    client: Client,
+}
+
+impl S3Source {
+    pub fn new(client: Client) -> Self {
+        S3Source { client }
+    }
+}
+
+#[async_trait]
+impl ObjectSource for S3Source {
+    async fn open(&self, object: &ObjectRef) -> Result<Body, SourceError> {
+        let response = self
+            .client
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    SourceError::NotFound(object.clone())
+                } else {
+                    SourceError::Failed {
+                        object: object.clone(),
+                        message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+                    }
+                }
+            })?;
+        let reader = response.body.into_async_read();
+        Ok(Box::new(SyncIoBridge::new(reader)))
+    }
+}
