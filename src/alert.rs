@@ -36,13 +36,22 @@ impl Principal {
     pub fn of(record: &Value) -> Principal {
         let field = |path: &[&str]| {
             let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
-            lookup(record, &path).and_then(Value::as_str).map(str::to_owned)
+            lookup(record, &path)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
         };
         Principal {
             arn: field(&["userIdentity", "arn"]).unwrap_or_else(|| UNKNOWN.into()),
             kind: field(&["userIdentity", "type"]).unwrap_or_else(|| UNKNOWN.into()),
             name: field(&["userIdentity", "userName"])
-                .or_else(|| field(&["userIdentity", "sessionContext", "sessionIssuer", "userName"]))
+                .or_else(|| {
+                    field(&[
+                        "userIdentity",
+                        "sessionContext",
+                        "sessionIssuer",
+                        "userName",
+                    ])
+                })
                 .or_else(|| field(&["userIdentity", "principalId"]))
                 .unwrap_or_else(|| UNKNOWN.into()),
         }
@@ -159,10 +168,12 @@ impl Notification {
 /// id, so a retried publication is recognisable downstream.
 pub fn alert_id(rule_id: &str, dedup_key: &str, window_start_ms: i64, kind: &str) -> String {
     let digest = Sha256::digest(format!("{rule_id}\n{dedup_key}\n{window_start_ms}\n{kind}"));
-    digest[..16].iter().fold(String::with_capacity(32), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    digest[..16]
+        .iter()
+        .fold(String::with_capacity(32), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// `[HIGH] text`, ASCII only, one line, at most 100 characters.
@@ -184,7 +195,13 @@ pub fn subject_line(severity: Severity, text: &str) -> String {
 }
 
 /// Builds the alert for a match that opened (or stands outside) a window.
-pub fn build_alert(rule: &Rule, m: &Match, dedup_key: &str, window_start_ms: i64, window_ms: i64) -> Notification {
+pub fn build_alert(
+    rule: &Rule,
+    m: &Match,
+    dedup_key: &str,
+    window_start_ms: i64,
+    window_ms: i64,
+) -> Notification {
     let record = &m.record;
     let (severity, reason) = rule.severity_for(record);
     let text = |key: &str| scalar_text(record.get(key));
@@ -279,18 +296,44 @@ fn alert_email(rule: &Rule, doc: &AlertDocument) -> String {
     };
     let _ = writeln!(out, "{} alert: {}", doc.severity.label(), rule.display_name);
     if let Some(reason) = &doc.severity_reason {
-        let _ = writeln!(out, "Raised to {} because {}.", doc.severity.label(), reason);
+        let _ = writeln!(
+            out,
+            "Raised to {} because {}.",
+            doc.severity.label(),
+            reason
+        );
     }
     let _ = writeln!(out, "\n{}\n", doc.title);
     let rows = [
-        ("What", format!("rds:StartExportTask succeeded at {}", doc.event_time)),
-        ("Who", format!("{} ({}, {})", doc.principal.display(), doc.principal.kind, doc.principal.name)),
-        ("From", format!("{} with {}", doc.source_ip_address, doc.user_agent)),
-        ("Where", format!("account {}, region {}", doc.account, doc.region)),
+        (
+            "What",
+            format!("rds:StartExportTask succeeded at {}", doc.event_time),
+        ),
+        (
+            "Who",
+            format!(
+                "{} ({}, {})",
+                doc.principal.display(),
+                doc.principal.kind,
+                doc.principal.name
+            ),
+        ),
+        (
+            "From",
+            format!("{} with {}", doc.source_ip_address, doc.user_agent),
+        ),
+        (
+            "Where",
+            format!("account {}, region {}", doc.account, doc.region),
+        ),
         ("Snapshot", context_text(doc, "snapshotArn")),
         (
             "To",
-            format!("s3://{}/{}", context_text(doc, "s3Bucket"), context_text(doc, "s3Prefix").trim_start_matches('/')),
+            format!(
+                "s3://{}/{}",
+                context_text(doc, "s3Bucket"),
+                context_text(doc, "s3Prefix").trim_start_matches('/')
+            ),
         ),
         ("Tables", tables),
         ("Task", context_text(doc, "exportTaskIdentifier")),
@@ -312,7 +355,12 @@ fn alert_email(rule: &Rule, doc: &AlertDocument) -> String {
     push_list(&mut out, "Triage checklist", &rule.triage);
     push_list(&mut out, "Likely false positives", &rule.false_positives);
     push_list(&mut out, "If it was not authorised", &rule.response);
-    let _ = writeln!(out, "\nMITRE ATT&CK: {}   Reference: {}", doc.mitre.join(", "), doc.reference);
+    let _ = writeln!(
+        out,
+        "\nMITRE ATT&CK: {}   Reference: {}",
+        doc.mitre.join(", "),
+        doc.reference
+    );
     out
 }
 
@@ -345,17 +393,35 @@ pub fn build_rollup(rule: &Rule, rollup: &Rollup) -> Notification {
         region: region.clone(),
         first_alert_event_id: w.first_event_id.clone(),
         suppressed: w.suppressed,
-        first_event_time: w.first_suppressed_ms.map_or_else(|| UNKNOWN.into(), format_ms),
-        last_event_time: w.last_suppressed_ms.map_or_else(|| UNKNOWN.into(), format_ms),
+        first_event_time: w
+            .first_suppressed_ms
+            .map_or_else(|| UNKNOWN.into(), format_ms),
+        last_event_time: w
+            .last_suppressed_ms
+            .map_or_else(|| UNKNOWN.into(), format_ms),
         snapshots: list(&w.snapshots),
         buckets: list(&w.buckets),
         principals: list(&w.principals),
     };
     let mut email = String::new();
-    let _ = writeln!(email, "{} roll-up: {}\n\n{}\n", doc.severity.label(), rule.display_name, doc.title);
-    let _ = writeln!(email, "Window:     {} to {} (key {})", doc.window_start, doc.window_end, doc.dedup_key);
+    let _ = writeln!(
+        email,
+        "{} roll-up: {}\n\n{}\n",
+        doc.severity.label(),
+        rule.display_name,
+        doc.title
+    );
+    let _ = writeln!(
+        email,
+        "Window:     {} to {} (key {})",
+        doc.window_start, doc.window_end, doc.dedup_key
+    );
     let _ = writeln!(email, "First alert: event {}", doc.first_alert_event_id);
-    let _ = writeln!(email, "Suppressed: {} between {} and {}", doc.suppressed, doc.first_event_time, doc.last_event_time);
+    let _ = writeln!(
+        email,
+        "Suppressed: {} between {} and {}",
+        doc.suppressed, doc.first_event_time, doc.last_event_time
+    );
     push_list(&mut email, "Snapshots", &doc.snapshots);
     push_list(&mut email, "Buckets", &doc.buckets);
     push_list(&mut email, "Principals", &doc.principals);
@@ -365,7 +431,10 @@ pub fn build_rollup(rule: &Rule, rollup: &Rollup) -> Notification {
         alert_id: doc.alert_id.clone(),
         subject: subject_line(
             rule.severity,
-            &format!("{} more RDS snapshot export(s) in {}/{} (roll-up)", w.suppressed, account, region),
+            &format!(
+                "{} more RDS snapshot export(s) in {}/{} (roll-up)",
+                w.suppressed, account, region
+            ),
         ),
         document: serde_json::to_string(&doc).expect("roll-up documents serialize"),
         email,
@@ -400,24 +469,62 @@ mod tests {
     #[test]
     fn document_has_the_spec_fields() {
         let (rule, m) = seed_match();
-        let n = build_alert(&rule, &m, "AWS.RDS.SnapshotExport:us-east-1:123456789012", m.event_time_ms.unwrap(), 3_600_000);
+        let n = build_alert(
+            &rule,
+            &m,
+            "AWS.RDS.SnapshotExport:us-east-1:123456789012",
+            m.event_time_ms.unwrap(),
+            3_600_000,
+        );
         let doc: Value = serde_json::from_str(&n.document).unwrap();
         for field in [
-            "kind", "alertId", "ruleId", "title", "severity", "description", "runbook", "reference", "mitre",
-            "dedupKey", "windowStart", "eventTime", "eventId", "account", "region", "principal",
-            "sourceIPAddress", "userAgent", "snapshotArn", "exportTaskIdentifier", "s3Bucket", "s3Prefix",
-            "kmsKeyId", "iamRoleArn", "exportOnly", "source", "event",
+            "kind",
+            "alertId",
+            "ruleId",
+            "title",
+            "severity",
+            "description",
+            "runbook",
+            "reference",
+            "mitre",
+            "dedupKey",
+            "windowStart",
+            "eventTime",
+            "eventId",
+            "account",
+            "region",
+            "principal",
+            "sourceIPAddress",
+            "userAgent",
+            "snapshotArn",
+            "exportTaskIdentifier",
+            "s3Bucket",
+            "s3Prefix",
+            "kmsKeyId",
+            "iamRoleArn",
+            "exportOnly",
+            "source",
+            "event",
         ] {
             assert!(doc.get(field).is_some(), "missing {field}");
         }
         assert_eq!(doc["kind"], "alert");
         assert_eq!(doc["severity"], "High");
         assert_eq!(doc["mitre"][0], "TA0010:T1537");
-        assert_eq!(doc["snapshotArn"], "arn:aws:rds:us-east-1:123456789012:snapshot:my-db-snapshot");
+        assert_eq!(
+            doc["snapshotArn"],
+            "arn:aws:rds:us-east-1:123456789012:snapshot:my-db-snapshot"
+        );
         assert_eq!(doc["exportOnly"][1], "schema1.table2");
-        assert_eq!(doc["principal"]["arn"], "arn:aws:sts::123456789012:assumed-role/Admin/user");
+        assert_eq!(
+            doc["principal"]["arn"],
+            "arn:aws:sts::123456789012:assumed-role/Admin/user"
+        );
         assert_eq!(doc["event"], m.record);
-        assert_eq!(n.subject, "[HIGH] RDS snapshot my-db-snapshot exported to S3 in 123456789012/us-east-1");
+        assert_eq!(
+            n.subject,
+            "[HIGH] RDS snapshot my-db-snapshot exported to S3 in 123456789012/us-east-1"
+        );
         assert_eq!(n.attributes()[0], ("severity", "HIGH"));
     }
 
@@ -432,7 +539,10 @@ mod tests {
 
     #[test]
     fn subjects_are_ascii_single_line_and_short() {
-        let s = subject_line(Severity::Critical, &format!("snapshot é\n{}", "x".repeat(200)));
+        let s = subject_line(
+            Severity::Critical,
+            &format!("snapshot é\n{}", "x".repeat(200)),
+        );
         assert!(s.len() <= MAX_SUBJECT_CHARS);
         assert!(s.is_ascii() && !s.contains('\n'));
         assert!(s.starts_with("[CRITICAL] snapshot ? "));
@@ -442,8 +552,19 @@ mod tests {
     fn email_names_what_who_where_and_the_triage() {
         let (rule, m) = seed_match();
         let n = build_alert(&rule, &m, "k", 0, 3_600_000);
-        for needle in ["my-db-snapshot", "s3://my-export-bucket/exports/2024-01-15/", "1.2.3.4", "Triage checklist", "schema1.table1", "Runbook"] {
-            assert!(n.email.contains(needle), "e-mail lacks {needle}:\n{}", n.email);
+        for needle in [
+            "my-db-snapshot",
+            "s3://my-export-bucket/exports/2024-01-15/",
+            "1.2.3.4",
+            "Triage checklist",
+            "schema1.table1",
+            "Runbook",
+        ] {
+            assert!(
+                n.email.contains(needle),
+                "e-mail lacks {needle}:\n{}",
+                n.email
+            );
         }
         let msg: Value = serde_json::from_str(&n.sns_message()).unwrap();
         assert_eq!(msg["email"], n.email);
@@ -464,7 +585,8 @@ mod tests {
     #[test]
     fn missing_fields_read_unknown() {
         let (rule, mut m) = seed_match();
-        m.record = serde_json::json!({"eventSource": "rds.amazonaws.com", "eventName": "StartExportTask"});
+        m.record =
+            serde_json::json!({"eventSource": "rds.amazonaws.com", "eventName": "StartExportTask"});
         let n = build_alert(&rule, &m, "k", 0, 3_600_000);
         let doc: Value = serde_json::from_str(&n.document).unwrap();
         assert_eq!(doc["account"], "unknown");

@@ -54,7 +54,10 @@ impl AllowList {
         ALLOW_FIELDS.iter().find_map(|path| {
             let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
             let value = lookup(record, &path)?.as_str()?;
-            self.entries.iter().find(|e| *e == value).map(String::as_str)
+            self.entries
+                .iter()
+                .find(|e| *e == value)
+                .map(String::as_str)
         })
     }
 }
@@ -97,20 +100,31 @@ impl Config {
 
     /// Reads configuration through `get` (the environment, or a map in tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &str| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let mut config = Config::default();
         if let Some(arn) = get("TRAILWATCH_TOPIC_ARN") {
             if !arn.starts_with("arn:") || arn.split(':').count() != 6 {
                 return Err(ConfigError {
                     variable: "TRAILWATCH_TOPIC_ARN",
-                    problem: format!("{arn:?} is not an SNS topic ARN (arn:aws:sns:region:account:name)"),
+                    problem: format!(
+                        "{arn:?} is not an SNS topic ARN (arn:aws:sns:region:account:name)"
+                    ),
                 });
             }
             config.topic_arn = Some(arn);
         }
         config.dedup_table = get("TRAILWATCH_DEDUP_TABLE");
         if let Some(minutes) = get("TRAILWATCH_DEDUP_MINUTES") {
-            config.dedup_minutes = Some(parse_number("TRAILWATCH_DEDUP_MINUTES", &minutes, 1, 7 * 24 * 60)?);
+            config.dedup_minutes = Some(parse_number(
+                "TRAILWATCH_DEDUP_MINUTES",
+                &minutes,
+                1,
+                7 * 24 * 60,
+            )?);
         }
         if let Some(allow) = get("TRAILWATCH_ALLOW") {
             config.allow = AllowList::parse(&allow);
@@ -155,7 +169,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -163,26 +180,43 @@ mod tests {
     fn defaults_without_variables() {
         let c = config(&[]).unwrap();
         assert_eq!(c, Config::default());
-        assert_eq!(c.require_topic().unwrap_err().variable, "TRAILWATCH_TOPIC_ARN");
+        assert_eq!(
+            c.require_topic().unwrap_err().variable,
+            "TRAILWATCH_TOPIC_ARN"
+        );
     }
 
     #[test]
     fn reads_every_variable() {
         let c = config(&[
-            ("TRAILWATCH_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:alerts"),
+            (
+                "TRAILWATCH_TOPIC_ARN",
+                "arn:aws:sns:us-east-1:123456789012:alerts",
+            ),
             ("TRAILWATCH_DEDUP_TABLE", "windows"),
             ("TRAILWATCH_DEDUP_MINUTES", "15"),
-            ("TRAILWATCH_ALLOW", "arn:aws:iam::1:role/etl, analytics-bucket"),
+            (
+                "TRAILWATCH_ALLOW",
+                "arn:aws:iam::1:role/etl, analytics-bucket",
+            ),
             ("TRAILWATCH_MAX_DECOMPRESSED_BYTES", "1048576"),
         ])
         .unwrap();
-        assert_eq!(c.require_topic().unwrap(), "arn:aws:sns:us-east-1:123456789012:alerts");
+        assert_eq!(
+            c.require_topic().unwrap(),
+            "arn:aws:sns:us-east-1:123456789012:alerts"
+        );
         assert_eq!(c.dedup_table.as_deref(), Some("windows"));
         assert_eq!(c.dedup_minutes, Some(15));
         assert_eq!(c.limits.max_decompressed_bytes, 1 << 20);
-        let allowed = serde_json::json!({"requestParameters": {"s3BucketName": "analytics-bucket"}});
+        let allowed =
+            serde_json::json!({"requestParameters": {"s3BucketName": "analytics-bucket"}});
         assert_eq!(c.allow.allows(&allowed), Some("analytics-bucket"));
-        assert_eq!(c.allow.allows(&serde_json::json!({"requestParameters": {"s3BucketName": "x"}})), None);
+        assert_eq!(
+            c.allow
+                .allows(&serde_json::json!({"requestParameters": {"s3BucketName": "x"}})),
+            None
+        );
     }
 
     #[test]

@@ -110,7 +110,14 @@ impl Detector {
         }
     }
 
-    fn evaluate(&self, record: Value, raw: Box<RawValue>, source: &str, offset: u64, out: &mut Vec<Match>) {
+    fn evaluate(
+        &self,
+        record: Value,
+        raw: Box<RawValue>,
+        source: &str,
+        offset: u64,
+        out: &mut Vec<Match>,
+    ) {
         let matching: Vec<usize> = (0..self.rules.rules.len())
             .filter(|&i| self.rules.rules[i].matches(&record))
             .collect();
@@ -155,7 +162,11 @@ mod tests {
         let report = detector().detect(doc.as_bytes(), "t");
         assert!(report.error.is_none());
         assert_eq!(report.matches.len(), 1);
-        assert_eq!(report.matches[0].raw.get(), escaped, "the event is kept as it was");
+        assert_eq!(
+            report.matches[0].raw.get(),
+            escaped,
+            "the event is kept as it was"
+        );
     }
 
     #[test]
@@ -176,15 +187,40 @@ mod tests {
 
     #[test]
     fn error_code_semantics_in_files() {
-        let with = |error: &str| format!(r#"{{"Records":[{}]}}"#, POSITIVE.replace("\"eventID\"", &format!("{error},\"eventID\"")));
-        assert_eq!(detector().detect(with(r#""errorCode":null"#).as_bytes(), "t").matches.len(), 1);
-        assert_eq!(detector().detect(with(r#""errorCode":"""#).as_bytes(), "t").matches.len(), 0);
-        assert_eq!(detector().detect(with(r#""errorCode":"AccessDenied""#).as_bytes(), "t").matches.len(), 0);
+        let with = |error: &str| {
+            format!(
+                r#"{{"Records":[{}]}}"#,
+                POSITIVE.replace("\"eventID\"", &format!("{error},\"eventID\""))
+            )
+        };
+        assert_eq!(
+            detector()
+                .detect(with(r#""errorCode":null"#).as_bytes(), "t")
+                .matches
+                .len(),
+            1
+        );
+        assert_eq!(
+            detector()
+                .detect(with(r#""errorCode":"""#).as_bytes(), "t")
+                .matches
+                .len(),
+            0
+        );
+        assert_eq!(
+            detector()
+                .detect(with(r#""errorCode":"AccessDenied""#).as_bytes(), "t")
+                .matches
+                .len(),
+            0
+        );
     }
 
     #[test]
     fn an_invalid_candidate_fails_the_object_but_not_its_neighbours() {
-        let doc = format!(r#"{{"Records":[{POSITIVE},{{"eventName":"StartExportTask","x":tru}},{POSITIVE}]}}"#);
+        let doc = format!(
+            r#"{{"Records":[{POSITIVE},{{"eventName":"StartExportTask","x":tru}},{POSITIVE}]}}"#
+        );
         let report = detector().detect(doc.as_bytes(), "t");
         assert_eq!(report.matches.len(), 2);
         assert_eq!(report.invalid_records, 1);
@@ -193,7 +229,8 @@ mod tests {
 
     #[test]
     fn missing_optional_fields_still_match() {
-        let doc = r#"{"Records":[{"eventSource":"rds.amazonaws.com","eventName":"StartExportTask"}]}"#;
+        let doc =
+            r#"{"Records":[{"eventSource":"rds.amazonaws.com","eventName":"StartExportTask"}]}"#;
         let report = detector().detect(doc.as_bytes(), "t");
         assert_eq!(report.matches.len(), 1);
         assert_eq!(report.matches[0].event_time_ms, None);

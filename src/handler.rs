@@ -52,12 +52,22 @@ impl Handler {
         let (kind, outcome, response) = match trigger? {
             Trigger::TestEvent => {
                 tracing::info!("s3:TestEvent acknowledged");
-                ("test", Outcome::default(), json!({"status": "ignored s3:TestEvent"}))
+                (
+                    "test",
+                    Outcome::default(),
+                    json!({"status": "ignored s3:TestEvent"}),
+                )
             }
             Trigger::Scheduled => {
                 let mut outcome = Outcome::default();
-                let failures = self.alerter.flush_rollups(now_ms(), false, &mut outcome.counters).await;
-                outcome.failures = failures.into_iter().map(|f| format!("{}: {}", f.source, f.message)).collect();
+                let failures = self
+                    .alerter
+                    .flush_rollups(now_ms(), false, &mut outcome.counters)
+                    .await;
+                outcome.failures = failures
+                    .into_iter()
+                    .map(|f| format!("{}: {}", f.source, f.message))
+                    .collect();
                 let response = json!({"rollups": outcome.counters.rollups});
                 ("schedule", outcome, response)
             }
@@ -138,10 +148,15 @@ impl Handler {
                 }
             }
         }
-        let failures = self.alerter.process(matches, now_ms(), &mut outcome.counters).await;
-        outcome
-            .failures
-            .extend(failures.into_iter().map(|f| format!("{}: {}", f.source, f.message)));
+        let failures = self
+            .alerter
+            .process(matches, now_ms(), &mut outcome.counters)
+            .await;
+        outcome.failures.extend(
+            failures
+                .into_iter()
+                .map(|f| format!("{}: {}", f.source, f.message)),
+        );
         outcome
     }
 

@@ -19,7 +19,11 @@ use trailwatch::sink::{AlertSink, OutputFormat, SnsSink, StdoutSink};
 use trailwatch::source::{LocalSource, S3Source};
 
 #[derive(Parser)]
-#[command(name = "trailwatch", version, about = "Alerts on RDS snapshots exported to S3 in CloudTrail logs")]
+#[command(
+    name = "trailwatch",
+    version,
+    about = "Alerts on RDS snapshots exported to S3 in CloudTrail logs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -150,7 +154,13 @@ fn scan(args: ScanArgs) -> ExitCode {
         .map(|j| j as usize)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let progress = !args.no_progress && (args.progress || std::io::stderr().is_terminal());
-    let summary = runtime().block_on(trailwatch::scan::run(&detector, &alerter, &args.paths, jobs, progress));
+    let summary = runtime().block_on(trailwatch::scan::run(
+        &detector,
+        &alerter,
+        &args.paths,
+        jobs,
+        progress,
+    ));
     for failure in &summary.failures {
         eprintln!("trailwatch: error: {failure}");
     }
@@ -252,7 +262,9 @@ fn init_lambda_logging() {
 fn run_lambda() -> ExitCode {
     init_lambda_logging();
     // Bad configuration fails the cold start with one message naming the variable.
-    let config = match Config::from_env().and_then(|c| c.require_topic().map(str::to_owned).map(|t| (c, t))) {
+    let config = match Config::from_env()
+        .and_then(|c| c.require_topic().map(str::to_owned).map(|t| (c, t)))
+    {
         Ok(config) => config,
         Err(e) => {
             tracing::error!(error = %e, "invalid configuration");
@@ -264,7 +276,8 @@ fn run_lambda() -> ExitCode {
     let result = runtime().block_on(async move {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let dedup = trailwatch::dedup::store_for(&config, &aws)?;
-        let sink: Arc<dyn AlertSink> = Arc::new(SnsSink::new(aws_sdk_sns::Client::new(&aws), topic_arn));
+        let sink: Arc<dyn AlertSink> =
+            Arc::new(SnsSink::new(aws_sdk_sns::Client::new(&aws), topic_arn));
         let detector = Arc::new(Detector::new(RuleSet::embedded(), config.limits));
         let handler = Arc::new(Handler {
             alerter: Arc::new(Alerter {
@@ -278,10 +291,12 @@ fn run_lambda() -> ExitCode {
             source: Arc::new(S3Source::new(aws_sdk_s3::Client::new(&aws))),
             concurrency: config.concurrency,
         });
-        lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Value>| {
-            let handler = Arc::clone(&handler);
-            async move { handler.handle(event.payload).await }
-        }))
+        lambda_runtime::run(lambda_runtime::service_fn(
+            move |event: lambda_runtime::LambdaEvent<Value>| {
+                let handler = Arc::clone(&handler);
+                async move { handler.handle(event.payload).await }
+            },
+        ))
         .await
     });
     match result {

@@ -90,7 +90,12 @@ impl Alerter {
 
     /// Decides and publishes, in (eventTime, eventID) order. `now_ms` stands in for a
     /// missing `eventTime`. Returns the failed publications; the counters say the rest.
-    pub async fn process(&self, mut matches: Vec<Match>, now_ms: i64, counters: &mut Counters) -> Vec<PublishFailure> {
+    pub async fn process(
+        &self,
+        mut matches: Vec<Match>,
+        now_ms: i64,
+        counters: &mut Counters,
+    ) -> Vec<PublishFailure> {
         for m in &mut matches {
             m.event_time_ms.get_or_insert(now_ms);
         }
@@ -131,10 +136,17 @@ impl Alerter {
             event_id: m.event_id.clone(),
             window_ms: self.window_ms(rule),
             snapshot: text(&["requestParameters.sourceArn", "responseElements.sourceArn"]),
-            bucket: text(&["requestParameters.s3BucketName", "responseElements.s3Bucket"]),
+            bucket: text(&[
+                "requestParameters.s3BucketName",
+                "responseElements.s3Bucket",
+            ]),
             principal: text(&["userIdentity.arn", "userIdentity.principalId"]),
         };
-        let decision = self.dedup.decide(&claim).await.map_err(|e| failure(e.to_string()))?;
+        let decision = self
+            .dedup
+            .decide(&claim)
+            .await
+            .map_err(|e| failure(e.to_string()))?;
         match decision {
             Decision::Alert { window_start_ms } => {
                 let notification = build_alert(rule, m, &key, window_start_ms, claim.window_ms);
@@ -160,7 +172,12 @@ impl Alerter {
     }
 
     /// Publishes roll-ups of closed windows (all windows when `all`).
-    pub async fn flush_rollups(&self, now_ms: i64, all: bool, counters: &mut Counters) -> Vec<PublishFailure> {
+    pub async fn flush_rollups(
+        &self,
+        now_ms: i64,
+        all: bool,
+        counters: &mut Counters,
+    ) -> Vec<PublishFailure> {
         let rollups = match self.dedup.take_rollups(now_ms, all).await {
             Ok(rollups) => rollups,
             Err(e) => {

@@ -120,15 +120,15 @@ impl Condition {
                     Test::DoesNotEqual(expected) => found != Some(expected),
                     Test::IsIn(set) => found.is_some_and(|v| set.contains(v)),
                     Test::IsNotIn(set) => !found.is_some_and(|v| set.contains(v)),
-                    Test::StartsWith(prefix) => {
-                        found.and_then(Value::as_str).is_some_and(|s| s.starts_with(prefix))
-                    }
-                    Test::EndsWith(suffix) => {
-                        found.and_then(Value::as_str).is_some_and(|s| s.ends_with(suffix))
-                    }
-                    Test::Contains(part) => {
-                        found.and_then(Value::as_str).is_some_and(|s| s.contains(part))
-                    }
+                    Test::StartsWith(prefix) => found
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| s.starts_with(prefix)),
+                    Test::EndsWith(suffix) => found
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| s.ends_with(suffix)),
+                    Test::Contains(part) => found
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| s.contains(part)),
                     Test::ArnAccountIsNot(other) => {
                         let account = found.and_then(Value::as_str).and_then(arn_account);
                         let other = lookup(record, other).and_then(Value::as_str);
@@ -212,11 +212,10 @@ impl Rule {
             path: origin.to_owned(),
             source,
         })?;
-        raw.into_rule(origin)
-            .map_err(|message| RuleError::Invalid {
-                path: origin.to_owned(),
-                message,
-            })
+        raw.into_rule(origin).map_err(|message| RuleError::Invalid {
+            path: origin.to_owned(),
+            message,
+        })
     }
 
     /// Reads a rule file from disk.
@@ -240,7 +239,9 @@ impl Rule {
             .iter()
             .filter(|e| e.severity > self.severity && e.condition.holds(record))
             .max_by_key(|e| e.severity)
-            .map_or((self.severity, None), |e| (e.severity, Some(e.reason.as_str())))
+            .map_or((self.severity, None), |e| {
+                (e.severity, Some(e.reason.as_str()))
+            })
     }
 
     /// Literal values a matching record must contain, the most selective first
@@ -489,7 +490,9 @@ impl RawCondition {
             "EndsWith" => Test::EndsWith(text()?),
             "Contains" => Test::Contains(text()?),
             "ArnAccountIsNot" => Test::ArnAccountIsNot(dotted(
-                self.other_key.as_deref().ok_or("ArnAccountIsNot needs OtherKey")?,
+                self.other_key
+                    .as_deref()
+                    .ok_or("ArnAccountIsNot needs OtherKey")?,
             )),
             other => return Err(format!("unknown Condition {other:?}")),
         };
@@ -536,7 +539,9 @@ impl RawRule {
             .map(|(name, paths)| {
                 let name = yaml_str(name).ok_or("AlertContext keys must be strings")?;
                 let paths = match paths {
-                    serde_yaml_ng::Value::Sequence(seq) => seq.iter().filter_map(yaml_str).collect(),
+                    serde_yaml_ng::Value::Sequence(seq) => {
+                        seq.iter().filter_map(yaml_str).collect()
+                    }
                     other => yaml_str(other).into_iter().collect::<Vec<_>>(),
                 };
                 Ok((name, paths.iter().map(|p| dotted(p)).collect()))
@@ -625,7 +630,10 @@ mod tests {
     use serde_json::json;
 
     fn rds_rule() -> Rule {
-        RuleSet::embedded().get("AWS.RDS.SnapshotExport").unwrap().clone()
+        RuleSet::embedded()
+            .get("AWS.RDS.SnapshotExport")
+            .unwrap()
+            .clone()
     }
 
     #[test]
@@ -634,7 +642,13 @@ mod tests {
         assert_eq!(rule.tests.len(), 4, "the seed has four test cases");
         let outcomes = run_rule_tests(std::slice::from_ref(&rule));
         for o in &outcomes {
-            assert!(o.passed(), "{}: expected {} got {}", o.name, o.expected, o.actual);
+            assert!(
+                o.passed(),
+                "{}: expected {} got {}",
+                o.name,
+                o.expected,
+                o.actual
+            );
         }
         assert_eq!(outcomes.iter().filter(|o| o.expected).count(), 2);
     }
@@ -645,14 +659,22 @@ mod tests {
         assert_eq!(rule.severity, Severity::High);
         assert_eq!(rule.dedup_minutes, 60);
         assert_eq!(rule.mitre, vec!["TA0010:T1537".to_owned()]);
-        assert_eq!(rule.group_by, vec![vec!["awsRegion".to_owned()], vec!["recipientAccountId".to_owned()]]);
+        assert_eq!(
+            rule.group_by,
+            vec![
+                vec!["awsRegion".to_owned()],
+                vec!["recipientAccountId".to_owned()]
+            ]
+        );
         assert_eq!(rule.needles()[0], "StartExportTask");
         assert!(rule.runbook.starts_with("1. Find all API calls"));
     }
 
     fn export(extra: Value) -> Value {
         let mut base = json!({"eventSource": "rds.amazonaws.com", "eventName": "StartExportTask"});
-        base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        base.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         base
     }
 
@@ -670,13 +692,32 @@ mod tests {
     #[test]
     fn look_alike_services_and_values_do_not_match() {
         let rule = rds_rule();
-        for source in ["discovery.amazonaws.com", "neptune-graph.amazonaws.com", "RDS.amazonaws.com", "rds.amazonaws.com ", ""] {
-            assert!(!rule.matches(&json!({"eventSource": source, "eventName": "StartExportTask"})), "{source}");
+        for source in [
+            "discovery.amazonaws.com",
+            "neptune-graph.amazonaws.com",
+            "RDS.amazonaws.com",
+            "rds.amazonaws.com ",
+            "",
+        ] {
+            assert!(
+                !rule.matches(&json!({"eventSource": source, "eventName": "StartExportTask"})),
+                "{source}"
+            );
         }
-        for name in ["startExportTask", "StartExportTask ", "StartExportTasks", "CancelExportTask"] {
-            assert!(!rule.matches(&json!({"eventSource": "rds.amazonaws.com", "eventName": name})), "{name}");
+        for name in [
+            "startExportTask",
+            "StartExportTask ",
+            "StartExportTasks",
+            "CancelExportTask",
+        ] {
+            assert!(
+                !rule.matches(&json!({"eventSource": "rds.amazonaws.com", "eventName": name})),
+                "{name}"
+            );
         }
-        assert!(!rule.matches(&json!({"eventSource": "rds.amazonaws.com", "eventName": ["StartExportTask"]})));
+        assert!(!rule.matches(
+            &json!({"eventSource": "rds.amazonaws.com", "eventName": ["StartExportTask"]})
+        ));
         assert!(!rule.matches(&json!({"eventSource": "rds.amazonaws.com"})));
     }
 
@@ -700,7 +741,8 @@ mod tests {
         let base = rule.tests[0].log.clone();
         assert_eq!(rule.severity_for(&base).0, Severity::High);
         let mut foreign_key = base.clone();
-        foreign_key["requestParameters"]["kmsKeyId"] = json!("arn:aws:kms:us-east-1:999999999999:key/abc");
+        foreign_key["requestParameters"]["kmsKeyId"] =
+            json!("arn:aws:kms:us-east-1:999999999999:key/abc");
         assert_eq!(rule.severity_for(&foreign_key).0, Severity::Critical);
         let mut foreign_role = base.clone();
         foreign_role["requestParameters"]["iamRoleArn"] = json!("arn:aws:iam::999999999999:role/x");
@@ -711,7 +753,8 @@ mod tests {
         assert_eq!(severity, Severity::Critical);
         assert!(reason.unwrap().contains("root"));
         let mut key_id_only = base;
-        key_id_only["requestParameters"]["kmsKeyId"] = json!("1234abcd-12ab-34cd-56ef-1234567890ab");
+        key_id_only["requestParameters"]["kmsKeyId"] =
+            json!("1234abcd-12ab-34cd-56ef-1234567890ab");
         assert_eq!(rule.severity_for(&key_id_only).0, Severity::High);
     }
 
@@ -747,11 +790,20 @@ Detection:
     fn invalid_rules_are_rejected_with_the_file_named() {
         let bad = "RuleID: X\nSeverity: High\nDetection:\n  - Key: a\n    Condition: Frobnicates\n    Value: 1\n";
         let err = Rule::from_yaml("bad.yml", bad).unwrap_err().to_string();
-        assert!(err.contains("bad.yml") && err.contains("Frobnicates"), "{err}");
+        assert!(
+            err.contains("bad.yml") && err.contains("Frobnicates"),
+            "{err}"
+        );
         let python = "RuleID: X\nSeverity: High\n";
-        assert!(Rule::from_yaml("py.yml", python).unwrap_err().to_string().contains("Detection"));
+        assert!(Rule::from_yaml("py.yml", python)
+            .unwrap_err()
+            .to_string()
+            .contains("Detection"));
         let threshold = "RuleID: X\nSeverity: High\nThreshold: 5\nDetection: []\n";
-        assert!(Rule::from_yaml("t.yml", threshold).unwrap_err().to_string().contains("Threshold"));
+        assert!(Rule::from_yaml("t.yml", threshold)
+            .unwrap_err()
+            .to_string()
+            .contains("Threshold"));
     }
 
     #[test]
@@ -759,7 +811,10 @@ Detection:
         assert_eq!(arn_account("arn:aws:iam::123:role/x"), Some("123"));
         assert_eq!(arn_account("arn:aws:s3:::bucket"), None);
         assert_eq!(arn_account("alias/foo"), None);
-        assert_eq!(arn_name("arn:aws:rds:us-east-1:1:snapshot:prod-db"), "prod-db");
+        assert_eq!(
+            arn_name("arn:aws:rds:us-east-1:1:snapshot:prod-db"),
+            "prod-db"
+        );
         assert_eq!(arn_name("arn:aws:iam::1:role/path/r"), "r");
     }
 }

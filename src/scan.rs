@@ -67,9 +67,15 @@ fn walk(dir: &Path, inputs: &mut Vec<Input>, failures: &mut Vec<String>) {
         match std::fs::metadata(&path) {
             Ok(meta) if meta.is_dir() => walk(&path, inputs, failures),
             Ok(meta) => {
-                let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
                 if name.ends_with(".json.gz") || name.ends_with(".json") {
-                    inputs.push(Input::File { path, size: meta.len() });
+                    inputs.push(Input::File {
+                        path,
+                        size: meta.len(),
+                    });
                 }
             }
             Err(e) => failures.push(format!("{}: {e}", path.display())),
@@ -78,7 +84,12 @@ fn walk(dir: &Path, inputs: &mut Vec<Input>, failures: &mut Vec<String>) {
 }
 
 /// Reads every input on `jobs` threads; reports come back in input order.
-pub fn read_inputs(detector: &Detector, inputs: &[Input], jobs: usize, progress: bool) -> Vec<ObjectReport> {
+pub fn read_inputs(
+    detector: &Detector,
+    inputs: &[Input],
+    jobs: usize,
+    progress: bool,
+) -> Vec<ObjectReport> {
     let total: u64 = inputs
         .iter()
         .map(|i| match i {
@@ -89,8 +100,10 @@ pub fn read_inputs(detector: &Detector, inputs: &[Input], jobs: usize, progress:
     let bar = if progress {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
@@ -98,7 +111,8 @@ pub fn read_inputs(detector: &Detector, inputs: &[Input], jobs: usize, progress:
         indicatif::ProgressBar::hidden()
     };
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<ObjectReport>>> = Mutex::new((0..inputs.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<ObjectReport>>> =
+        Mutex::new((0..inputs.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..jobs.clamp(1, inputs.len().max(1)) {
             scope.spawn(|| loop {
@@ -144,7 +158,9 @@ fn read_one(detector: &Detector, input: &Input) -> ObjectReport {
         matches: Vec::new(),
         stats: Default::default(),
         invalid_records: 0,
-        error: Some(crate::decode::DecodeError::Io(std::io::Error::other("internal error while reading"))),
+        error: Some(crate::decode::DecodeError::Io(std::io::Error::other(
+            "internal error while reading",
+        ))),
     })
 }
 
@@ -163,7 +179,11 @@ impl ScanSummary {
     pub fn line(&self) -> String {
         let c = &self.counters;
         let secs = self.elapsed.as_secs_f64();
-        let mbps = if secs > 0.0 { c.decoded_bytes as f64 / 1e6 / secs } else { 0.0 };
+        let mbps = if secs > 0.0 {
+            c.decoded_bytes as f64 / 1e6 / secs
+        } else {
+            0.0
+        };
         format!(
             "files={} bytes={} records={} matches={} alerts={} suppressed={} redeliveries={} allowed={} rollups={} errors={} elapsed={:.3}s throughput={:.1}MB/s",
             self.files,
@@ -183,7 +203,13 @@ impl ScanSummary {
 }
 
 /// Runs a whole scan: read, decide in event-time order, publish, roll up.
-pub async fn run(detector: &Detector, alerter: &Alerter, paths: &[PathBuf], jobs: usize, progress: bool) -> ScanSummary {
+pub async fn run(
+    detector: &Detector,
+    alerter: &Alerter,
+    paths: &[PathBuf],
+    jobs: usize,
+    progress: bool,
+) -> ScanSummary {
     let started = Instant::now();
     let (inputs, mut failures) = collect_inputs(paths);
     let progress = progress && std::io::stderr().is_terminal();

@@ -30,7 +30,9 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, KeyState>> {
         // A panic while holding the lock cannot leave a half-updated state: every
         // update below is a single assignment after the decision is computed.
-        self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -62,10 +64,9 @@ impl DedupStore for MemoryStore {
         };
         state.seen.remove(&claim.event_id);
         if let Decision::Alert { window_start_ms } = decision {
-            let opened_here = state
-                .window
-                .as_ref()
-                .is_some_and(|w| w.open_ms == window_start_ms && w.first_event_id == claim.event_id);
+            let opened_here = state.window.as_ref().is_some_and(|w| {
+                w.open_ms == window_start_ms && w.first_event_id == claim.event_id
+            });
             if opened_here {
                 // Give the key back its previous window, if closing it was due to this claim.
                 state.window = match state.closed.last() {
@@ -126,13 +127,28 @@ mod tests {
     #[tokio::test]
     async fn redeliveries_neither_alert_nor_count() {
         let store = MemoryStore::new();
-        assert!(matches!(store.decide(&claim(0, "a")).await.unwrap(), Decision::Alert { .. }));
-        assert_eq!(store.decide(&claim(0, "a")).await.unwrap(), Decision::Redelivery);
-        assert!(matches!(store.decide(&claim(1, "b")).await.unwrap(), Decision::Suppressed { .. }));
-        assert_eq!(store.decide(&claim(1, "b")).await.unwrap(), Decision::Redelivery);
+        assert!(matches!(
+            store.decide(&claim(0, "a")).await.unwrap(),
+            Decision::Alert { .. }
+        ));
+        assert_eq!(
+            store.decide(&claim(0, "a")).await.unwrap(),
+            Decision::Redelivery
+        );
+        assert!(matches!(
+            store.decide(&claim(1, "b")).await.unwrap(),
+            Decision::Suppressed { .. }
+        ));
+        assert_eq!(
+            store.decide(&claim(1, "b")).await.unwrap(),
+            Decision::Redelivery
+        );
         let rollups = store.take_rollups(0, true).await.unwrap();
         assert_eq!(rollups.len(), 1);
-        assert_eq!(rollups[0].window.suppressed, 1, "the redelivery is not counted");
+        assert_eq!(
+            rollups[0].window.suppressed, 1,
+            "the redelivery is not counted"
+        );
     }
 
     #[tokio::test]
@@ -140,8 +156,14 @@ mod tests {
         let store = MemoryStore::new();
         let mut other = claim(0, "x");
         other.key = "AWS.RDS.SnapshotExport:eu-west-1:1".into();
-        assert!(matches!(store.decide(&claim(0, "a")).await.unwrap(), Decision::Alert { .. }));
-        assert!(matches!(store.decide(&other).await.unwrap(), Decision::Alert { .. }));
+        assert!(matches!(
+            store.decide(&claim(0, "a")).await.unwrap(),
+            Decision::Alert { .. }
+        ));
+        assert!(matches!(
+            store.decide(&other).await.unwrap(),
+            Decision::Alert { .. }
+        ));
     }
 
     #[tokio::test]
@@ -150,7 +172,10 @@ mod tests {
         let first = store.decide(&claim(0, "a")).await.unwrap();
         store.release(&claim(0, "a"), first).await.unwrap();
         assert_eq!(store.decide(&claim(0, "a")).await.unwrap(), first);
-        assert!(matches!(store.decide(&claim(5, "b")).await.unwrap(), Decision::Suppressed { .. }));
+        assert!(matches!(
+            store.decide(&claim(5, "b")).await.unwrap(),
+            Decision::Suppressed { .. }
+        ));
     }
 
     #[tokio::test]
@@ -161,7 +186,10 @@ mod tests {
         let second = store.decide(&claim(2 * W, "c")).await.unwrap();
         store.release(&claim(2 * W, "c"), second).await.unwrap();
         // The first window is current again: a match inside it is suppressed.
-        assert!(matches!(store.decide(&claim(2, "d")).await.unwrap(), Decision::Suppressed { window_start_ms: 0 }));
+        assert!(matches!(
+            store.decide(&claim(2, "d")).await.unwrap(),
+            Decision::Suppressed { window_start_ms: 0 }
+        ));
     }
 
     #[tokio::test]
@@ -170,7 +198,10 @@ mod tests {
         store.decide(&claim(0, "a")).await.unwrap();
         store.decide(&claim(10, "b")).await.unwrap();
         store.decide(&claim(20, "c")).await.unwrap();
-        assert!(store.take_rollups(W - 1, false).await.unwrap().is_empty(), "window still open");
+        assert!(
+            store.take_rollups(W - 1, false).await.unwrap().is_empty(),
+            "window still open"
+        );
         let due = store.take_rollups(W, false).await.unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].window.suppressed, 2);

@@ -40,7 +40,10 @@ impl MemorySink {
 
     /// Everything published so far.
     pub fn notifications(&self) -> Vec<Notification> {
-        self.published.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

@@ -34,7 +34,9 @@ impl ObjectSource for LocalSource {
         })?;
         match std::fs::File::open(&path) {
             Ok(file) => Ok(Box::new(file)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SourceError::NotFound(object.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(SourceError::NotFound(object.clone()))
+            }
             Err(e) => Err(SourceError::Failed {
                 object: object.clone(),
                 message: format!("{}: {e}", path.display()),
