@@ -175,24 +175,7 @@ impl Handler {
 
 impl Outcome {
     fn merge(&mut self, other: Outcome) {
-        let (a, b) = (&mut self.counters, other.counters);
-        a.objects += b.objects;
-        a.skipped_keys += b.skipped_keys;
-        a.missing_objects += b.missing_objects;
-        a.failed_objects += b.failed_objects;
-        a.decoded_bytes += b.decoded_bytes;
-        a.records += b.records;
-        a.candidates += b.candidates;
-        a.non_object_records += b.non_object_records;
-        a.objects_without_records += b.objects_without_records;
-        a.invalid_records += b.invalid_records;
-        a.matches += b.matches;
-        a.alerts += b.alerts;
-        a.suppressed += b.suppressed;
-        a.redeliveries += b.redeliveries;
-        a.allowed += b.allowed;
-        a.publish_failures += b.publish_failures;
-        a.rollups += b.rollups;
+        self.counters.absorb(&other.counters);
         self.failures.extend(other.failures);
     }
 }
@@ -216,6 +199,7 @@ fn log_summary(trigger: &str, outcome: &Outcome, started: std::time::Instant) {
         redeliveries = c.redeliveries,
         allowed = c.allowed,
         rollups = c.rollups,
+        max_alert_latency_ms = c.max_alert_latency_ms,
         errors = outcome.failures.len(),
         elapsed_ms,
         "invocation summary"
@@ -226,7 +210,8 @@ fn log_summary(trigger: &str, outcome: &Outcome, started: std::time::Instant) {
 }
 
 /// CloudWatch Embedded Metric Format: one JSON line that CloudWatch Logs turns into
-/// metrics in the `trailwatch` namespace.
+/// metrics in the `trailwatch` namespace. `AlertLatency` is the invocation's worst
+/// publication delay after the event happened (CloudTrail delivery included).
 pub fn emf_metrics(c: &Counters, errors: u64) -> String {
     let values = [
         ("Objects", c.objects),
@@ -237,6 +222,7 @@ pub fn emf_metrics(c: &Counters, errors: u64) -> String {
         ("Suppressed", c.suppressed),
         ("Skipped", c.skipped_keys),
         ("Errors", errors),
+        ("AlertLatency", c.max_alert_latency_ms),
     ];
     let mut doc = json!({
         "_aws": {
@@ -246,7 +232,11 @@ pub fn emf_metrics(c: &Counters, errors: u64) -> String {
                 "Dimensions": [[]],
                 "Metrics": values.iter().map(|(name, _)| json!({
                     "Name": name,
-                    "Unit": if *name == "DecodedBytes" { "Bytes" } else { "Count" },
+                    "Unit": match *name {
+                        "DecodedBytes" => "Bytes",
+                        "AlertLatency" => "Milliseconds",
+                        _ => "Count",
+                    },
                 })).collect::<Vec<_>>(),
             }],
         },
@@ -268,5 +258,35 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             error_type: kind.into(),
             error_message: error.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_line_declares_every_metric_it_carries() {
+        let counters = Counters {
+            objects: 2,
+            alerts: 1,
+            max_alert_latency_ms: 900_000,
+            ..Counters::default()
+        };
+        let doc: Value = serde_json::from_str(&emf_metrics(&counters, 1)).unwrap();
+        let declared = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap();
+        for metric in declared {
+            let name = metric["Name"].as_str().unwrap();
+            assert!(doc[name].is_u64(), "{name} has no value");
+        }
+        assert_eq!(doc["Objects"], 2);
+        assert_eq!(doc["Errors"], 1);
+        assert_eq!(doc["AlertLatency"], 900_000);
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "trailwatch"
+        );
     }
 }

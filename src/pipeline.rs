@@ -38,9 +38,53 @@ pub struct Counters {
     pub allowed: u64,
     pub publish_failures: u64,
     pub rollups: u64,
+    /// Worst alert latency: publication time minus the record's `eventTime`.
+    pub max_alert_latency_ms: u64,
 }
 
 impl Counters {
+    /// Adds another set of counts (an SQS batch sums its messages).
+    pub fn absorb(&mut self, other: &Counters) {
+        let Counters {
+            objects,
+            skipped_keys,
+            missing_objects,
+            failed_objects,
+            decoded_bytes,
+            records,
+            candidates,
+            non_object_records,
+            objects_without_records,
+            invalid_records,
+            matches,
+            alerts,
+            suppressed,
+            redeliveries,
+            allowed,
+            publish_failures,
+            rollups,
+            max_alert_latency_ms,
+        } = other;
+        self.objects += objects;
+        self.skipped_keys += skipped_keys;
+        self.missing_objects += missing_objects;
+        self.failed_objects += failed_objects;
+        self.decoded_bytes += decoded_bytes;
+        self.records += records;
+        self.candidates += candidates;
+        self.non_object_records += non_object_records;
+        self.objects_without_records += objects_without_records;
+        self.invalid_records += invalid_records;
+        self.matches += matches;
+        self.alerts += alerts;
+        self.suppressed += suppressed;
+        self.redeliveries += redeliveries;
+        self.allowed += allowed;
+        self.publish_failures += publish_failures;
+        self.rollups += rollups;
+        self.max_alert_latency_ms = self.max_alert_latency_ms.max(*max_alert_latency_ms);
+    }
+
     /// Adds the counts of one object read.
     pub fn add_object(&mut self, report: &ObjectReport) {
         self.objects += 1;
@@ -157,6 +201,10 @@ impl Alerter {
                     return Err(failure(e.to_string()));
                 }
                 counters.alerts += 1;
+                let latency = crate::time::now_ms()
+                    .saturating_sub(claim.event_time_ms)
+                    .max(0) as u64;
+                counters.max_alert_latency_ms = counters.max_alert_latency_ms.max(latency);
                 tracing::info!(alert_id = %notification.alert_id, rule = %rule.id, key = %key, event_id = %m.event_id, source = %m.source, "alert published");
             }
             Decision::Suppressed { window_start_ms } => {
