@@ -82,10 +82,17 @@ impl Handler {
                 for message in messages {
                     let outcome = match message.objects {
                         Ok(objects) => self.process_objects(objects).await,
-                        Err(e) => Outcome {
-                            failures: vec![e.to_string()],
-                            ..Outcome::default()
-                        },
+                        Err(e) => {
+                            tracing::error!(
+                                message_id = %message.message_id,
+                                error = %e,
+                                "SQS message could not be read"
+                            );
+                            Outcome {
+                                failures: vec![e.to_string()],
+                                ..Outcome::default()
+                            }
+                        }
                     };
                     if !outcome.failures.is_empty() {
                         failed_ids.push(json!({"itemIdentifier": message.message_id}));

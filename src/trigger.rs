@@ -1,10 +1,28 @@
 //! Trigger event -> object refs.
 //!
-//! The function is invoked by S3 notifications (and, through the same code, by the
-//! schedule that flushes roll-ups). The event's shape says what it is; keys arrive
-//! URL-encoded and are decoded here, and only CloudTrail log keys are kept.
+//! CloudTrail log deliveries reach the function in several shapes, all recognised
+//! here from the event itself (one deployment may be wired any of these ways, and
+//! the event carries no other hint):
+//!
+//! - an S3 notification (`{"Records":[{"s3":{...}}]}`), straight from the bucket;
+//! - an SQS batch (`Records[].eventSource == "aws:sqs"`) whose message bodies are S3
+//!   notifications, SNS envelopes around them (SNS -> SQS without raw message
+//!   delivery), EventBridge `Object Created` events, or the `s3:TestEvent`; each
+//!   message succeeds or fails on its own so that only failed messages are retried;
+//! - an SNS notification (`Records[].EventSource == "aws:sns"`) whose `Message` is
+//!   an S3 notification (or CloudTrail's own `{"s3Bucket","s3ObjectKey"}` notice);
+//! - an EventBridge `Object Created` event from S3 (`source == "aws.s3"`);
+//! - the `s3:TestEvent` S3 sends when a notification is configured;
+//! - the schedule that flushes roll-ups.
+//!
+//! Keys are decoded here, so everything downstream sees real S3 keys. Nothing in
+//! this module panics on any input: an unknown shape is [`TriggerError::UnknownShape`]
+//! and a broken envelope is [`TriggerError::Malformed`], naming what was wrong.
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::s3::S3Event;
+use aws_lambda_events::event::sqs::SqsMessage;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::source::ObjectRef;
@@ -37,6 +55,13 @@ pub enum TriggerError {
     Malformed { kind: &'static str, message: String },
 }
 
+fn malformed(kind: &'static str, message: impl Into<String>) -> TriggerError {
+    TriggerError::Malformed {
+        kind,
+        message: message.into(),
+    }
+}
+
 fn keys_of(event: &Value) -> String {
     match event.as_object() {
         Some(map) => map.keys().cloned().collect::<Vec<_>>().join(", "),
@@ -56,17 +81,41 @@ fn json_kind(value: &Value) -> &'static str {
 }
 
 /// Recognises the event's shape.
+///
+/// The envelopes are told apart by their own markers (`Event`, `detail-type`,
+/// `source`, and `eventSource`/`EventSource` on the first record), never by field
+/// guessing deeper down, so that one shape cannot be mistaken for another.
 pub fn parse_trigger(event: &Value) -> Result<Trigger, TriggerError> {
-    if event.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+    if is_test_event(event) {
         return Ok(Trigger::TestEvent);
     }
     if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
         return Ok(Trigger::Scheduled);
     }
-    if is_s3_notification(event) {
-        return s3_objects(event).map(Trigger::Objects);
+    if is_eventbridge_s3(event) {
+        return eventbridge_objects(event).map(Trigger::Objects);
+    }
+    let first = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|records| records.first());
+    if let Some(first) = first {
+        if first.get("eventSource").and_then(Value::as_str) == Some("aws:sqs") {
+            return sqs_batch(event).map(Trigger::Batch);
+        }
+        if first.get("EventSource").and_then(Value::as_str) == Some("aws:sns") {
+            return sns_objects(event).map(Trigger::Objects);
+        }
+        if first.get("s3").is_some() {
+            return s3_objects(event).map(Trigger::Objects);
+        }
     }
     Err(TriggerError::UnknownShape(keys_of(event)))
+}
+
+/// `{"Service":"Amazon S3","Event":"s3:TestEvent",...}`.
+pub fn is_test_event(event: &Value) -> bool {
+    event.get("Event").and_then(Value::as_str) == Some("s3:TestEvent")
 }
 
 /// `{"Records":[{"s3":{...}}, ...]}`.
@@ -78,12 +127,16 @@ pub fn is_s3_notification(event: &Value) -> bool {
         .is_some_and(|r| r.get("s3").is_some())
 }
 
+/// An S3 event delivered by EventBridge (`"source":"aws.s3"` with a `detail-type`).
+pub fn is_eventbridge_s3(event: &Value) -> bool {
+    event.get("source").and_then(Value::as_str) == Some("aws.s3")
+        && event.get("detail-type").and_then(Value::as_str).is_some()
+}
+
 /// The created objects of an S3 notification, keys decoded.
 pub fn s3_objects(event: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
-    let parsed: S3Event = serde_json::from_value(event.clone()).map_err(|e| TriggerError::Malformed {
-        kind: "S3",
-        message: e.to_string(),
-    })?;
+    let parsed: S3Event =
+        serde_json::from_value(event.clone()).map_err(|e| malformed("S3", e.to_string()))?;
     let mut objects = Vec::new();
     for record in parsed.records {
         let created = record
@@ -94,28 +147,260 @@ pub fn s3_objects(event: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
             continue;
         }
         let (Some(bucket), Some(key)) = (record.s3.bucket.name, record.s3.object.key) else {
-            return Err(TriggerError::Malformed {
-                kind: "S3",
-                message: "a record without bucket name or object key".into(),
-            });
+            return Err(malformed(
+                "S3",
+                "a record without bucket name or object key",
+            ));
         };
         objects.push(ObjectRef {
             bucket,
-            key: decode_key(&key)?,
+            key: decode_key_of("S3", &key)?,
         });
     }
     Ok(objects)
 }
 
+/// The `detail` of an S3 EventBridge event: only what names the object.
+#[derive(Debug, Deserialize, Serialize)]
+struct S3EventBridgeDetail {
+    bucket: EventBridgeBucket,
+    object: EventBridgeObject,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct EventBridgeBucket {
+    name: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct EventBridgeObject {
+    key: String,
+}
+
+/// The object of an EventBridge `Object Created` event, key decoded.
+///
+/// Other S3 detail types (`Object Deleted`, `Object Restore Completed`, ...) name no
+/// new log file: they are acknowledged with no objects rather than failed, so that a
+/// broad EventBridge rule does not make Lambda retry them forever.
+///
+/// Key encoding: the S3 notification documentation states that its keys are
+/// URL-encoded (`+` for a space); the S3 EventBridge documentation
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html>) says
+/// nothing either way and only shows keys without special characters. AWS's own
+/// Lambda Powertools decodes `detail.object.key` with `unquote_plus`, and LocalStack
+/// percent-encodes it when it emits these events, so the key is decoded here exactly
+/// like an S3 notification key. CloudTrail's own key segments and file names never
+/// contain `+` or `%`, so the choice only matters for a trail's bucket prefix that
+/// contains those characters (or a space).
+pub fn eventbridge_objects(event: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
+    let detail_type = event.get("detail-type").and_then(Value::as_str);
+    if detail_type != Some("Object Created") {
+        tracing::debug!(
+            detail_type = detail_type.unwrap_or_default(),
+            "S3 EventBridge event that creates no object, ignored"
+        );
+        return Ok(Vec::new());
+    }
+    let parsed: EventBridgeEvent<S3EventBridgeDetail> = serde_json::from_value(event.clone())
+        .map_err(|e| malformed("EventBridge", e.to_string()))?;
+    Ok(vec![ObjectRef {
+        bucket: parsed.detail.bucket.name,
+        key: decode_key_of("EventBridge", &parsed.detail.object.key)?,
+    }])
+}
+
+/// Every SQS message of a batch, each with its own objects or its own error.
+///
+/// A message without a `messageId` cannot be reported on its own in
+/// `batchItemFailures` (Lambda treats an unknown identifier as a failure of the
+/// whole batch), so such a batch is malformed as a whole and retried as a whole.
+fn sqs_batch(event: &Value) -> Result<Vec<BatchMessage>, TriggerError> {
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed("SQS", "no Records array"))?;
+    records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| {
+            let message_id = record
+                .get("messageId")
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| {
+                    malformed(
+                        "SQS",
+                        format!("message {index} of the batch has no messageId"),
+                    )
+                })?;
+            Ok(BatchMessage {
+                message_id: message_id.to_owned(),
+                objects: sqs_message_objects(message_id, record),
+            })
+        })
+        .collect()
+}
+
+fn sqs_message_objects(message_id: &str, record: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
+    let with_id = |e: TriggerError| match e {
+        TriggerError::Malformed { kind, message } => {
+            malformed(kind, format!("message {message_id}: {message}"))
+        }
+        other => other,
+    };
+    let message: SqsMessage = serde_json::from_value(record.clone())
+        .map_err(|e| malformed("SQS", format!("message {message_id}: {e}")))?;
+    let body = message
+        .body
+        .ok_or_else(|| malformed("SQS", format!("message {message_id} has no body")))?;
+    objects_in_text(&body, "SQS", true).map_err(with_id)
+}
+
+/// The objects of an SNS notification: every record's `Message`.
+///
+/// Only `Sns.Message` is read. The typed `SnsEvent` of `aws_lambda_events` requires
+/// every envelope field (signature, certificate URL, timestamp, ...); none of them
+/// is used here, and a missing one must not lose an alert.
+fn sns_objects(event: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed("SNS", "no Records array"))?;
+    let mut objects = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        let message = record
+            .get("Sns")
+            .and_then(|sns| sns.get("Message"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("SNS", format!("record {index} has no Sns.Message string")))?;
+        objects.extend(objects_in_text(message, "SNS", false)?);
+    }
+    Ok(objects)
+}
+
+/// Parses a message text (an SQS body or an SNS `Message`) and returns its objects.
+fn objects_in_text(
+    text: &str,
+    kind: &'static str,
+    sns_envelope_allowed: bool,
+) -> Result<Vec<ObjectRef>, TriggerError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| malformed(kind, format!("the message is not JSON: {e}")))?;
+    objects_in_message(&value, kind, sns_envelope_allowed)
+}
+
+/// The objects one message names.
+///
+/// `sns_envelope_allowed` is true for an SQS body, which may be the JSON envelope SNS
+/// writes when it delivers to SQS without raw message delivery; the envelope's
+/// `Message` is then read (once: an envelope inside an envelope is not a shape AWS
+/// produces).
+fn objects_in_message(
+    value: &Value,
+    kind: &'static str,
+    sns_envelope_allowed: bool,
+) -> Result<Vec<ObjectRef>, TriggerError> {
+    if is_test_event(value) {
+        tracing::info!(kind, "s3:TestEvent message acknowledged");
+        return Ok(Vec::new());
+    }
+    if is_s3_notification(value) {
+        return s3_objects(value);
+    }
+    if is_eventbridge_s3(value) {
+        return eventbridge_objects(value);
+    }
+    if is_cloudtrail_notice(value) {
+        return cloudtrail_notice_objects(value);
+    }
+    if sns_envelope_allowed {
+        if let Some(envelope_type) = value.get("Type").and_then(Value::as_str) {
+            return sns_envelope_objects(value, envelope_type);
+        }
+    }
+    Err(malformed(
+        kind,
+        format!(
+            "the message is not an S3 notification; top-level keys: {}",
+            keys_of(value)
+        ),
+    ))
+}
+
+/// The envelope SNS writes into SQS: `{"Type":"Notification","Message":"...",...}`.
+///
+/// The subscription handshake also lands in the queue (`SubscriptionConfirmation`,
+/// `UnsubscribeConfirmation`); it names no object, and retrying it cannot help, so
+/// it is acknowledged with a warning (the subscription is confirmed elsewhere).
+fn sns_envelope_objects(
+    value: &Value,
+    envelope_type: &str,
+) -> Result<Vec<ObjectRef>, TriggerError> {
+    match envelope_type {
+        "Notification" => {
+            let message = value
+                .get("Message")
+                .and_then(Value::as_str)
+                .ok_or_else(|| malformed("SNS", "a notification without a Message string"))?;
+            objects_in_text(message, "SNS", false)
+        }
+        "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
+            let topic = value
+                .get("TopicArn")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            tracing::warn!(
+                envelope_type,
+                topic,
+                "SNS subscription message in the queue, ignored"
+            );
+            Ok(Vec::new())
+        }
+        other => Err(malformed(
+            "SNS",
+            format!("unexpected SNS message type {other:?}"),
+        )),
+    }
+}
+
+/// CloudTrail's own SNS notice of a delivery: `{"s3Bucket":"...","s3ObjectKey":[...]}`.
+pub fn is_cloudtrail_notice(value: &Value) -> bool {
+    value.get("s3Bucket").is_some() && value.get("s3ObjectKey").is_some()
+}
+
+/// The log files of a CloudTrail notice. CloudTrail writes the keys as they are
+/// (they are not URL-encoded like S3 notification keys), so they are used verbatim.
+fn cloudtrail_notice_objects(value: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
+    let bucket = value
+        .get("s3Bucket")
+        .and_then(Value::as_str)
+        .ok_or_else(|| malformed("CloudTrail", "s3Bucket is not a string"))?;
+    let keys = value
+        .get("s3ObjectKey")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed("CloudTrail", "s3ObjectKey is not an array"))?;
+    keys.iter()
+        .map(|key| {
+            key.as_str()
+                .map(|key| ObjectRef {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                })
+                .ok_or_else(|| malformed("CloudTrail", "an s3ObjectKey that is not a string"))
+        })
+        .collect()
+}
+
 /// S3 event keys are URL-encoded the form way: `+` is a space, `%XX` a byte.
 pub fn decode_key(key: &str) -> Result<String, TriggerError> {
+    decode_key_of("S3", key)
+}
+
+fn decode_key_of(kind: &'static str, key: &str) -> Result<String, TriggerError> {
     percent_encoding::percent_decode_str(&key.replace('+', " "))
         .decode_utf8()
         .map(|k| k.into_owned())
-        .map_err(|_| TriggerError::Malformed {
-            kind: "S3",
-            message: format!("object key {key:?} does not decode to UTF-8"),
-        })
+        .map_err(|_| malformed(kind, format!("object key {key:?} does not decode to UTF-8")))
 }
 
 /// What a key is, by CloudTrail's layout.
@@ -130,6 +415,10 @@ pub enum KeyKind {
 
 /// Classifies a decoded key (SPEC §3).
 pub fn classify_key(key: &str) -> KeyKind {
+    // A key ending in `/` is a folder marker (a 0-byte object), never a log file.
+    if key.ends_with('/') {
+        return KeyKind::Other;
+    }
     let mut search = key;
     while let Some(at) = search.find("AWSLogs/") {
         let after = &search[at + "AWSLogs/".len()..];
@@ -158,7 +447,10 @@ fn is_account(s: &str) -> bool {
 /// AWS Organizations ids: `o-` and 10 to 32 lowercase letters or digits.
 fn is_org_id(s: &str) -> bool {
     s.strip_prefix("o-").is_some_and(|rest| {
-        (10..=32).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        (10..=32).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     })
 }
 
@@ -166,6 +458,8 @@ fn is_org_id(s: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    const LOG_KEY: &str = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/15/123456789012_CloudTrail_us-east-1_20240115T1035Z_abc.json.gz";
 
     fn s3_event(key: &str) -> Value {
         json!({"Records": [{
@@ -179,9 +473,44 @@ mod tests {
                    "object": {"key": key, "size": 10}}}]})
     }
 
+    fn sns_envelope(message: &Value) -> Value {
+        json!({
+            "Type": "Notification", "MessageId": "m", "TopicArn": "arn:aws:sns:us-east-1:123456789012:t",
+            "Subject": "Amazon S3 Notification", "Message": message.to_string(),
+            "Timestamp": "2024-01-15T10:35:01.000Z", "SignatureVersion": "1", "Signature": "s",
+            "SigningCertURL": "https://sns.us-east-1.amazonaws.com/c.pem",
+            "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"
+        })
+    }
+
+    fn sqs_event(bodies: &[(&str, String)]) -> Value {
+        let records: Vec<Value> = bodies
+            .iter()
+            .map(|(id, body)| {
+                json!({
+                    "messageId": id, "receiptHandle": "h", "body": body,
+                    "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                    "md5OfBody": "x", "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"
+                })
+            })
+            .collect();
+        json!({ "Records": records })
+    }
+
+    fn log_object(key: &str) -> ObjectRef {
+        ObjectRef {
+            bucket: "trail-bucket".into(),
+            key: key.into(),
+        }
+    }
+
     #[test]
     fn s3_notifications_yield_decoded_keys() {
-        let t = parse_trigger(&s3_event("AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/15/a%3Ab+c.json.gz")).unwrap();
+        let t = parse_trigger(&s3_event(
+            "AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/15/a%3Ab+c.json.gz",
+        ))
+        .unwrap();
         assert_eq!(
             t,
             Trigger::Objects(vec![ObjectRef {
@@ -201,11 +530,15 @@ mod tests {
     #[test]
     fn test_and_scheduled_events() {
         assert_eq!(
-            parse_trigger(&json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b"})).unwrap(),
+            parse_trigger(&json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b"}))
+                .unwrap(),
             Trigger::TestEvent
         );
         assert_eq!(
-            parse_trigger(&json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})).unwrap(),
+            parse_trigger(
+                &json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
+            )
+            .unwrap(),
             Trigger::Scheduled
         );
     }
@@ -214,21 +547,219 @@ mod tests {
     fn unknown_shapes_are_clear_errors() {
         let err = parse_trigger(&json!({"hello": 1})).unwrap_err();
         assert!(err.to_string().contains("hello"));
-        assert!(parse_trigger(&json!([1, 2])).unwrap_err().to_string().contains("array"));
+        assert!(parse_trigger(&json!([1, 2]))
+            .unwrap_err()
+            .to_string()
+            .contains("array"));
         assert!(parse_trigger(&json!(null)).is_err());
+        for shape in [
+            json!({"Records": []}),
+            json!({"Records": [1]}),
+            json!({"Records": [{"eventSource": "aws:kinesis"}]}),
+            json!({"Records": "s3"}),
+            json!({"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification"}),
+        ] {
+            assert!(
+                matches!(parse_trigger(&shape), Err(TriggerError::UnknownShape(_))),
+                "{shape}"
+            );
+        }
+    }
+
+    #[test]
+    fn sqs_messages_succeed_or_fail_alone() {
+        let good = s3_event(&LOG_KEY.replace("abc", "a+b"));
+        let wrapped = sns_envelope(&s3_event(LOG_KEY));
+        let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2024-01-15T10:00:00.000Z",
+                                "Bucket": "trail-bucket", "RequestId": "R", "HostId": "H"});
+        let event = sqs_event(&[
+            ("m-1", good.to_string()),
+            ("m-2", "{\"Records\": [".into()),
+            ("m-3", wrapped.to_string()),
+            ("m-4", test_event.to_string()),
+            ("m-5", json!({"hello": "world"}).to_string()),
+        ]);
+        let Trigger::Batch(messages) = parse_trigger(&event).unwrap() else {
+            panic!("an SQS event is a batch");
+        };
+        let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
+        assert_eq!(ids, ["m-1", "m-2", "m-3", "m-4", "m-5"]);
+        assert_eq!(
+            messages[0].objects,
+            Ok(vec![log_object(&LOG_KEY.replace("abc", "a b"))])
+        );
+        let err = messages[1].objects.clone().unwrap_err().to_string();
+        assert!(err.contains("m-2") && err.contains("not JSON"), "{err}");
+        assert_eq!(messages[2].objects, Ok(vec![log_object(LOG_KEY)]));
+        assert_eq!(messages[3].objects, Ok(vec![]));
+        let err = messages[4].objects.clone().unwrap_err().to_string();
+        assert!(err.contains("m-5") && err.contains("hello"), "{err}");
+    }
+
+    #[test]
+    fn an_sqs_message_without_an_id_fails_the_batch() {
+        let mut event = sqs_event(&[("m-1", s3_event(LOG_KEY).to_string())]);
+        event["Records"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("messageId");
+        let err = parse_trigger(&event).unwrap_err();
+        assert!(err.to_string().contains("messageId"), "{err}");
+    }
+
+    #[test]
+    fn sqs_message_with_a_wrongly_typed_field_fails_alone() {
+        let mut event = sqs_event(&[
+            ("m-1", s3_event(LOG_KEY).to_string()),
+            ("m-2", s3_event(LOG_KEY).to_string()),
+        ]);
+        event["Records"][1]["body"] = json!(42);
+        let Trigger::Batch(messages) = parse_trigger(&event).unwrap() else {
+            panic!("an SQS event is a batch");
+        };
+        assert_eq!(messages[0].objects, Ok(vec![log_object(LOG_KEY)]));
+        assert!(messages[1].objects.is_err());
+    }
+
+    #[test]
+    fn sns_subscription_messages_in_a_queue_are_acknowledged() {
+        let mut confirmation = sns_envelope(&json!("You have chosen to subscribe"));
+        confirmation["Type"] = json!("SubscriptionConfirmation");
+        confirmation["Message"] = json!("You have chosen to subscribe to the topic");
+        let event = sqs_event(&[("m-1", confirmation.to_string())]);
+        let Trigger::Batch(messages) = parse_trigger(&event).unwrap() else {
+            panic!("an SQS event is a batch");
+        };
+        assert_eq!(messages[0].objects, Ok(vec![]));
+    }
+
+    #[test]
+    fn sns_notifications_carry_s3_notifications() {
+        let event = json!({"Records": [{
+            "EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:t:s",
+            "Sns": sns_envelope(&s3_event("prefix+with+spaces/AWSLogs/o-a1b2c3d4e5/123456789012/CloudTrail/us-east-1/2024/01/15/x.json.gz"))
+        }]});
+        assert_eq!(
+            parse_trigger(&event).unwrap(),
+            Trigger::Objects(vec![log_object(
+                "prefix with spaces/AWSLogs/o-a1b2c3d4e5/123456789012/CloudTrail/us-east-1/2024/01/15/x.json.gz"
+            )])
+        );
+        let mut broken = event.clone();
+        broken["Records"][0]["Sns"]["Message"] = json!("not json");
+        assert!(matches!(
+            parse_trigger(&broken),
+            Err(TriggerError::Malformed { kind: "SNS", .. })
+        ));
+        let mut missing = event;
+        missing["Records"][0]["Sns"]
+            .as_object_mut()
+            .unwrap()
+            .remove("Message");
+        assert!(parse_trigger(&missing).is_err());
+    }
+
+    #[test]
+    fn cloudtrail_notices_name_their_keys_verbatim() {
+        let notice = json!({"s3Bucket": "trail-bucket", "s3ObjectKey": [LOG_KEY, "AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/15/a+b.json.gz"]});
+        let event = json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Message": notice.to_string()}}]});
+        assert_eq!(
+            parse_trigger(&event).unwrap(),
+            Trigger::Objects(vec![
+                log_object(LOG_KEY),
+                log_object("AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/15/a+b.json.gz"),
+            ])
+        );
+    }
+
+    fn eventbridge_event(detail_type: &str, key: &str) -> Value {
+        json!({
+            "version": "0", "id": "17793124-05d4-b198-2fde-7ededc63b103", "detail-type": detail_type,
+            "source": "aws.s3", "account": "123456789012", "time": "2024-01-15T10:35:00Z",
+            "region": "us-east-1", "resources": ["arn:aws:s3:::trail-bucket"],
+            "detail": {"version": "0", "bucket": {"name": "trail-bucket"},
+                       "object": {"key": key, "size": 5, "etag": "e", "sequencer": "1"},
+                       "request-id": "R", "requester": "123456789012", "reason": "PutObject"}
+        })
+    }
+
+    #[test]
+    fn eventbridge_object_created_events() {
+        assert_eq!(
+            parse_trigger(&eventbridge_event(
+                "Object Created",
+                "audit+logs/AWSLogs/123456789012/CloudTrail/x%3Ay"
+            ))
+            .unwrap(),
+            Trigger::Objects(vec![log_object(
+                "audit logs/AWSLogs/123456789012/CloudTrail/x:y"
+            )])
+        );
+        assert_eq!(
+            parse_trigger(&eventbridge_event("Object Deleted", LOG_KEY)).unwrap(),
+            Trigger::Objects(vec![])
+        );
+        let mut no_key = eventbridge_event("Object Created", LOG_KEY);
+        no_key["detail"]["object"]
+            .as_object_mut()
+            .unwrap()
+            .remove("key");
+        assert!(matches!(
+            parse_trigger(&no_key),
+            Err(TriggerError::Malformed {
+                kind: "EventBridge",
+                ..
+            })
+        ));
+        let through_sqs = sqs_event(&[(
+            "m-1",
+            eventbridge_event("Object Created", LOG_KEY).to_string(),
+        )]);
+        let Trigger::Batch(messages) = parse_trigger(&through_sqs).unwrap() else {
+            panic!("an SQS event is a batch");
+        };
+        assert_eq!(messages[0].objects, Ok(vec![log_object(LOG_KEY)]));
+    }
+
+    #[test]
+    fn keys_that_do_not_decode_to_utf8_are_malformed() {
+        let err = parse_trigger(&s3_event("AWSLogs/%FF/x")).unwrap_err();
+        assert!(err.to_string().contains("%FF"), "{err}");
     }
 
     #[test]
     fn key_classification() {
         for (key, kind) in [
-            ("AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/15/x.json.gz", KeyKind::Log),
-            ("prefix/deeper/AWSLogs/123456789012/CloudTrail/eu-west-1/2024/01/15/x.json.gz", KeyKind::Log),
-            ("AWSLogs/o-abcdef1234/123456789012/CloudTrail/us-east-1/2024/x.json.gz", KeyKind::Log),
-            ("AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2024/x.json.gz", KeyKind::Digest),
-            ("AWSLogs/123456789012/CloudTrail-Insight/us-east-1/2024/x.json.gz", KeyKind::Insight),
-            ("AWSLogs/123456789012/elasticloadbalancing/us-east-1/x.log.gz", KeyKind::Other),
-            ("AWSLogs/12345/CloudTrail/us-east-1/x.json.gz", KeyKind::Other),
-            ("AWSLogs/123456789012/CloudTrail/", KeyKind::Log),
+            (
+                "AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/15/x.json.gz",
+                KeyKind::Log,
+            ),
+            (
+                "prefix/deeper/AWSLogs/123456789012/CloudTrail/eu-west-1/2024/01/15/x.json.gz",
+                KeyKind::Log,
+            ),
+            (
+                "AWSLogs/o-abcdef1234/123456789012/CloudTrail/us-east-1/2024/x.json.gz",
+                KeyKind::Log,
+            ),
+            (
+                "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2024/x.json.gz",
+                KeyKind::Digest,
+            ),
+            (
+                "AWSLogs/123456789012/CloudTrail-Insight/us-east-1/2024/x.json.gz",
+                KeyKind::Insight,
+            ),
+            (
+                "AWSLogs/123456789012/elasticloadbalancing/us-east-1/x.log.gz",
+                KeyKind::Other,
+            ),
+            (
+                "AWSLogs/12345/CloudTrail/us-east-1/x.json.gz",
+                KeyKind::Other,
+            ),
+            ("AWSLogs/123456789012/CloudTrail/", KeyKind::Other),
+            ("AWSLogs/123456789012/CloudTrail/us-east-1/2024/", KeyKind::Other),
             ("random/file.json.gz", KeyKind::Other),
             ("AWSLogs/o-short/123456789012/CloudTrail/x", KeyKind::Other),
         ] {

@@ -1,0 +1,823 @@
+//! SPEC §7, one table row per row of the specification's table, each run through the
+//! Lambda handler (in-memory S3, dedup and sink) under the three ways a bad object can
+//! arrive: an S3 notification, an SNS notification and an SQS batch. Every event
+//! also names a good object, whose alert must survive its neighbour's failure.
+//!
+//! Then the keys (SPEC §3): organisation trails, bucket prefixes, URL decoding, and
+//! the keys that are skipped; and `trailwatch scan` on a folder with corrupt files.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde_json::{json, Value};
+
+use trailwatch::config::AllowList;
+use trailwatch::decode::Limits;
+use trailwatch::dedup::MemoryStore;
+use trailwatch::detect::Detector;
+use trailwatch::handler::{Handler, HandlerError};
+use trailwatch::pipeline::{Alerter, Counters};
+use trailwatch::rule::RuleSet;
+use trailwatch::sink::MemorySink;
+use trailwatch::source::{MemorySource, ObjectRef};
+use trailwatch::trigger::{parse_trigger, Trigger, TriggerError};
+
+const BUCKET: &str = "trail-bucket";
+const GOOD_KEY: &str = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_GoodGoodGood0001.json.gz";
+const BAD_KEY: &str = "AWSLogs/123456789012/CloudTrail/eu-west-1/2024/03/15/123456789012_CloudTrail_eu-west-1_20240315T1040Z_BadBadBadBad0001.json.gz";
+const GOOD_EVENT_ID: &str = "good-export-0001";
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A successful `rds:StartExportTask` record.
+fn export(event_id: &str, region: &str) -> Value {
+    json!({
+        "eventVersion": "1.09", "eventTime": "2024-03-15T10:32:55Z", "awsRegion": region,
+        "eventSource": "rds.amazonaws.com", "eventName": "StartExportTask",
+        "recipientAccountId": "123456789012", "eventID": event_id,
+        "sourceIPAddress": "198.51.100.23", "userAgent": "aws-cli/2.15.30",
+        "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::123456789012:assumed-role/DataEngineer/jdoe"},
+        "requestParameters": {
+            "exportTaskIdentifier": "orders-export", "s3BucketName": "exfil-bucket",
+            "sourceArn": "arn:aws:rds:us-east-1:123456789012:snapshot:orders-prod-2024-03-15",
+            "iamRoleArn": "arn:aws:iam::123456789012:role/rds-s3-export-role",
+            "kmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/1111aaaa-22bb-33cc-44dd-5555eeee6666"
+        }
+    })
+}
+
+/// Records that do not match: what most of a log file is.
+fn noise(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({"eventVersion": "1.09", "eventTime": "2024-03-15T10:31:07Z", "awsRegion": "eu-west-1",
+                   "eventSource": "s3.amazonaws.com", "eventName": "GetObject", "eventID": format!("noise-{i}"),
+                   "requestParameters": {"bucketName": "app-logs", "key": format!("logs/{i}.gz")}})
+        })
+        .collect()
+}
+
+fn log_file(records: Vec<Value>) -> Vec<u8> {
+    gzip(json!({ "Records": records }).to_string().as_bytes())
+}
+
+fn good_object() -> Vec<u8> {
+    let mut records = noise(3);
+    records.insert(1, export(GOOD_EVENT_ID, "us-east-1"));
+    log_file(records)
+}
+
+fn new_handler(source: MemorySource, limits: Limits) -> (Handler, Arc<MemorySink>) {
+    let detector = Arc::new(Detector::new(RuleSet::embedded(), limits));
+    let sink = Arc::new(MemorySink::new());
+    let handler = Handler {
+        alerter: Arc::new(Alerter {
+            rules: Arc::clone(&detector.rules),
+            dedup: Arc::new(MemoryStore::new()),
+            sink: sink.clone(),
+            allow: AllowList::default(),
+            window_minutes: None,
+        }),
+        detector,
+        source: Arc::new(source),
+        concurrency: 4,
+    };
+    (handler, sink)
+}
+
+fn s3_record(key: &str) -> Value {
+    json!({
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2024-03-15T10:40:12.123Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:AROAJVXZ6EXAMPLE:regionalDeliverySession"},
+        "requestParameters": {"sourceIPAddress": "10.212.14.90"},
+        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "trail-logs",
+               "bucket": {"name": BUCKET, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"},
+                          "arn": format!("arn:aws:s3:::{BUCKET}")},
+               "object": {"key": key, "size": 1371, "eTag": "d41d8cd98f00b204e9800998ecf8427e",
+                          "sequencer": "0065F4219C5A8E2B1D"}}
+    })
+}
+
+fn s3_notification(keys: &[&str]) -> Value {
+    json!({ "Records": keys.iter().map(|k| s3_record(k)).collect::<Vec<_>>() })
+}
+
+fn sns_envelope(message: &Value) -> Value {
+    json!({
+        "Type": "Notification", "MessageId": "b2f7e0a4-9c3d-5e1f-a6b8-7c9d0e1f2a3b",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:trail-events",
+        "Subject": "Amazon S3 Notification", "Message": message.to_string(),
+        "Timestamp": "2024-03-15T10:40:12.571Z", "SignatureVersion": "1", "Signature": "c2lnbmF0dXJl",
+        "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-60eadc53.pem",
+        "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"
+    })
+}
+
+fn sns_event(message: &Value) -> Value {
+    json!({"Records": [{
+        "EventSource": "aws:sns", "EventVersion": "1.0",
+        "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:trail-events:2bcfbf39",
+        "Sns": sns_envelope(message)
+    }]})
+}
+
+fn sqs_event(messages: &[(&str, Value)]) -> Value {
+    json!({ "Records": messages.iter().map(|(id, body)| json!({
+        "messageId": id, "receiptHandle": "AQEBexample", "body": body.to_string(),
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1710499212456",
+                       "SenderId": "AIDAJHIPRHEMV73VRJEBU", "ApproximateFirstReceiveTimestamp": "1710499212493"},
+        "messageAttributes": {}, "md5OfBody": "0", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:trail-events", "awsRegion": "us-east-1"
+    })).collect::<Vec<_>>() })
+}
+
+/// How a bad object reaches the function.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    S3,
+    Sns,
+    Sqs,
+}
+
+/// An event naming the good object and the object under test.
+fn event_for(route: Route) -> Value {
+    match route {
+        Route::S3 => s3_notification(&[GOOD_KEY, BAD_KEY]),
+        Route::Sns => sns_event(&s3_notification(&[GOOD_KEY, BAD_KEY])),
+        Route::Sqs => sqs_event(&[
+            ("msg-good", s3_notification(&[GOOD_KEY])),
+            ("msg-bad", s3_notification(&[BAD_KEY])),
+        ]),
+    }
+}
+
+/// What the object under test is.
+enum Input {
+    /// Stored at `BAD_KEY`.
+    Object(Vec<u8>),
+    /// Named by the event but not in the bucket (`NoSuchKey`).
+    Missing,
+    /// Not an object: the trigger event itself.
+    Event(Value),
+}
+
+/// What SPEC §7 says happens.
+enum Expect {
+    /// The object fails with an error naming it and this cause; the neighbours'
+    /// alerts are sent; the invocation reports the failure.
+    Fails(&'static str),
+    /// Not an error: the invocation succeeds, with this many alerts from the object
+    /// under test and `counter` at `value`.
+    Passes {
+        alerts: usize,
+        counter: (&'static str, fn(&Counters) -> u64, u64),
+        check: Option<fn(&Value)>,
+    },
+    /// A clear trigger error, no panic, nothing read or sent.
+    UnknownTrigger,
+}
+
+struct Row {
+    /// The SPEC §7 row, and the variant of it.
+    spec: &'static str,
+    input: Input,
+    limits: Limits,
+    expect: Expect,
+}
+
+fn default_limits() -> Limits {
+    Limits::default()
+}
+
+fn missing_fields_alert(document: &Value) {
+    for field in [
+        "account",
+        "region",
+        "eventTime",
+        "sourceIPAddress",
+        "userAgent",
+    ] {
+        assert_eq!(document[field], "unknown", "{field}: {document}");
+    }
+    assert_eq!(document["principal"]["arn"], "unknown", "{document}");
+    assert_eq!(document["eventId"], "unknown", "{document}");
+    let text = document.to_string();
+    assert!(
+        text.contains("\"snapshotArn\":\"unknown\"") && text.contains("\"s3Bucket\":\"unknown\""),
+        "{document}"
+    );
+}
+
+fn table() -> Vec<Row> {
+    let cap = 1 << 20;
+    vec![
+        Row {
+            spec: "object is not gzip and not JSON (zip bytes)",
+            input: Input::Object(b"PK\x03\x04\x14\x00\x00\x00\x08\x00 not a CloudTrail file".to_vec()),
+            limits: default_limits(),
+            expect: Expect::Fails("not gzip and not JSON"),
+        },
+        Row {
+            spec: "object is not gzip and not JSON (gzip of text)",
+            input: Input::Object(gzip(b"Hello, this is a text file, not a CloudTrail log\n")),
+            limits: default_limits(),
+            expect: Expect::Fails("not gzip and not JSON"),
+        },
+        Row {
+            spec: "object is not gzip and not JSON (empty object)",
+            input: Input::Object(Vec::new()),
+            limits: default_limits(),
+            expect: Expect::Fails("empty object"),
+        },
+        Row {
+            spec: "truncated gzip",
+            input: Input::Object({
+                let whole = log_file(noise(400));
+                whole[..whole.len() * 2 / 3].to_vec()
+            }),
+            limits: default_limits(),
+            expect: Expect::Fails("gzip stream is corrupt or truncated"),
+        },
+        Row {
+            spec: "invalid JSON (mismatched bracket)",
+            input: Input::Object(gzip(br#"{"Records":[{"eventName":"GetObject"}]]"#)),
+            limits: default_limits(),
+            expect: Expect::Fails("invalid JSON"),
+        },
+        Row {
+            spec: "invalid JSON (inside a matching record)",
+            input: Input::Object(
+                br#"{"Records":[{"eventSource":"rds.amazonaws.com","eventName":"StartExportTask","errorCode":nul}]}"#
+                    .to_vec(),
+            ),
+            limits: default_limits(),
+            expect: Expect::Fails("invalid JSON"),
+        },
+        Row {
+            spec: "invalid JSON (document cut short)",
+            input: Input::Object(gzip(br#"{"Records":[{"eventName":"GetObject"},{"eventNa"#)),
+            limits: default_limits(),
+            expect: Expect::Fails("truncated JSON"),
+        },
+        Row {
+            spec: "object missing (NoSuchKey)",
+            input: Input::Missing,
+            limits: default_limits(),
+            expect: Expect::Passes {
+                alerts: 0,
+                counter: ("missing_objects", |c| c.missing_objects, 1),
+                check: None,
+            },
+        },
+        Row {
+            spec: "decompressed size over the cap",
+            input: Input::Object(log_file(noise(12_000))),
+            limits: Limits {
+                max_decompressed_bytes: cap,
+                ..Limits::default()
+            },
+            expect: Expect::Fails("decompressed size exceeds the limit of 1048576 bytes"),
+        },
+        Row {
+            spec: "JSON without Records",
+            input: Input::Object(gzip(
+                json!({"Events": [export("not-in-records", "eu-west-1")]}).to_string().as_bytes(),
+            )),
+            limits: default_limits(),
+            expect: Expect::Passes {
+                alerts: 0,
+                counter: ("objects_without_records", |c| c.objects_without_records, 1),
+                check: None,
+            },
+        },
+        Row {
+            spec: "Records not an array",
+            input: Input::Object(gzip(
+                json!({"Records": export("records-is-an-object", "eu-west-1")}).to_string().as_bytes(),
+            )),
+            limits: default_limits(),
+            expect: Expect::Passes {
+                alerts: 0,
+                counter: ("objects_without_records", |c| c.objects_without_records, 1),
+                check: None,
+            },
+        },
+        Row {
+            spec: "a record that is not an object (the rest of the file is processed)",
+            input: Input::Object(log_file(vec![
+                json!(1),
+                json!("StartExportTask"),
+                Value::Null,
+                json!(true),
+                json!([export("nested-in-an-array", "eu-west-1")]),
+                export("after-the-junk", "eu-west-1"),
+            ])),
+            limits: default_limits(),
+            expect: Expect::Passes {
+                alerts: 1,
+                counter: ("non_object_records", |c| c.non_object_records, 5),
+                check: None,
+            },
+        },
+        Row {
+            spec: "matching record missing optional fields",
+            input: Input::Object(log_file(vec![
+                json!({"eventSource": "rds.amazonaws.com", "eventName": "StartExportTask"}),
+            ])),
+            limits: default_limits(),
+            expect: Expect::Passes {
+                alerts: 1,
+                counter: ("matches", |c| c.matches, 2),
+                check: Some(missing_fields_alert),
+            },
+        },
+        Row {
+            spec: "unknown trigger event shape (Kinesis)",
+            input: Input::Event(json!({"Records": [{"eventSource": "aws:kinesis", "kinesis": {"data": "e30="}}]})),
+            limits: default_limits(),
+            expect: Expect::UnknownTrigger,
+        },
+        Row {
+            spec: "unknown trigger event shape (API Gateway)",
+            input: Input::Event(json!({"resource": "/", "httpMethod": "GET", "body": null})),
+            limits: default_limits(),
+            expect: Expect::UnknownTrigger,
+        },
+        Row {
+            spec: "unknown trigger event shape (not an object)",
+            input: Input::Event(json!(["s3:TestEvent"])),
+            limits: default_limits(),
+            expect: Expect::UnknownTrigger,
+        },
+    ]
+}
+
+fn documents(sink: &MemorySink) -> Vec<Value> {
+    sink.notifications()
+        .iter()
+        .map(|n| serde_json::from_str(&n.document).unwrap())
+        .collect()
+}
+
+async fn run_object_row(row: &Row, route: Route) {
+    let name = format!("{} via {route:?}", row.spec);
+    let mut source = MemorySource::default().with(BUCKET, GOOD_KEY, good_object());
+    if let Input::Object(bytes) = &row.input {
+        source = source.with(BUCKET, BAD_KEY, bytes.clone());
+    }
+    let (handler, sink) = new_handler(source, row.limits);
+    let result = handler.handle(event_for(route)).await;
+    let alerts = documents(&sink);
+    assert!(
+        alerts.iter().any(|a| a["eventId"] == GOOD_EVENT_ID),
+        "{name}: the good object's alert is sent: {alerts:?}"
+    );
+    let bad_object = format!("s3://{BUCKET}/{BAD_KEY}");
+    match (&row.expect, route, result) {
+        (Expect::Fails(cause), Route::S3 | Route::Sns, Err(HandlerError::Objects(failures))) => {
+            assert_eq!(failures.len(), 1, "{name}: {failures:?}");
+            assert!(
+                failures[0].contains(&bad_object) && failures[0].contains(cause),
+                "{name}: {}",
+                failures[0]
+            );
+            assert_eq!(alerts.len(), 1, "{name}");
+        }
+        (Expect::Fails(_), Route::Sqs, Ok(response)) => {
+            assert_eq!(
+                response,
+                json!({"batchItemFailures": [{"itemIdentifier": "msg-bad"}]}),
+                "{name}"
+            );
+            assert_eq!(alerts.len(), 1, "{name}");
+        }
+        (
+            Expect::Passes {
+                alerts: n, check, ..
+            },
+            route,
+            Ok(response),
+        ) => {
+            let expected = match route {
+                Route::Sqs => json!({"batchItemFailures": []}),
+                Route::S3 | Route::Sns => json!({"alerts": 1 + n}),
+            };
+            assert_eq!(response, expected, "{name}");
+            assert_eq!(alerts.len(), 1 + n, "{name}: {alerts:?}");
+            if let Some(check) = check {
+                for alert in alerts.iter().filter(|a| a["eventId"] != GOOD_EVENT_ID) {
+                    check(alert);
+                }
+            }
+        }
+        (_, _, other) => panic!("{name}: unexpected outcome {other:?}"),
+    }
+}
+
+/// The counters and failure lines of the same two objects, read directly.
+async fn check_counters(row: &Row) {
+    let mut source = MemorySource::default().with(BUCKET, GOOD_KEY, good_object());
+    if let Input::Object(bytes) = &row.input {
+        source = source.with(BUCKET, BAD_KEY, bytes.clone());
+    }
+    let (handler, _) = new_handler(source, row.limits);
+    let object = |key: &str| ObjectRef {
+        bucket: BUCKET.into(),
+        key: key.into(),
+    };
+    let outcome = handler
+        .process_objects(vec![object(GOOD_KEY), object(BAD_KEY)])
+        .await;
+    let c = &outcome.counters;
+    match &row.expect {
+        Expect::Fails(cause) => {
+            assert_eq!(c.failed_objects, 1, "{}: {c:?}", row.spec);
+            assert_eq!(outcome.failures.len(), 1, "{}", row.spec);
+            assert!(outcome.failures[0].contains(cause), "{}", row.spec);
+            assert_eq!(c.missing_objects, 0, "{}", row.spec);
+        }
+        Expect::Passes {
+            counter: (counter, get, value),
+            ..
+        } => {
+            assert!(
+                outcome.failures.is_empty(),
+                "{}: {:?}",
+                row.spec,
+                outcome.failures
+            );
+            assert_eq!(c.failed_objects, 0, "{}", row.spec);
+            assert_eq!(get(c), *value, "{}: {counter} in {c:?}", row.spec);
+        }
+        Expect::UnknownTrigger => unreachable!("trigger rows have no objects"),
+    }
+    if let Input::Object(bytes) = &row.input {
+        if row.limits.max_decompressed_bytes < Limits::default().max_decompressed_bytes {
+            // The cap stops the inflation: no more than one read buffer past the cap.
+            let good = 4096;
+            assert!(
+                c.decoded_bytes <= row.limits.max_decompressed_bytes + (512 << 10) + good,
+                "{}: decoded {} bytes of a {}-byte object",
+                row.spec,
+                c.decoded_bytes,
+                bytes.len()
+            );
+        }
+    }
+}
+
+async fn run_trigger_row(row: &Row, event: &Value) {
+    let (handler, sink) = new_handler(MemorySource::default(), row.limits);
+    match handler.handle(event.clone()).await {
+        Err(HandlerError::Trigger(error @ TriggerError::UnknownShape(_))) => {
+            assert!(
+                error.to_string().contains("unrecognised trigger event"),
+                "{}: {error}",
+                row.spec
+            );
+        }
+        other => panic!(
+            "{}: expected an unknown-shape error, got {other:?}",
+            row.spec
+        ),
+    }
+    assert!(sink.notifications().is_empty(), "{}", row.spec);
+}
+
+#[tokio::test]
+async fn spec_section_7_table() {
+    let rows = table();
+    let covered: BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r.spec.split(" (").next().unwrap_or(r.spec))
+        .collect();
+    for spec_row in [
+        "object is not gzip and not JSON",
+        "truncated gzip",
+        "invalid JSON",
+        "object missing",
+        "decompressed size over the cap",
+        "JSON without Records",
+        "Records not an array",
+        "a record that is not an object",
+        "matching record missing optional fields",
+        "unknown trigger event shape",
+    ] {
+        assert!(covered.contains(spec_row), "no row for {spec_row:?}");
+    }
+    for row in &rows {
+        match &row.input {
+            Input::Event(event) => run_trigger_row(row, event).await,
+            Input::Object(_) | Input::Missing => {
+                for route in [Route::S3, Route::Sns, Route::Sqs] {
+                    run_object_row(row, route).await;
+                }
+                check_counters(row).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_a_partial_failure_does_not_alert_twice() {
+    let source = MemorySource::default()
+        .with(BUCKET, GOOD_KEY, good_object())
+        .with(BUCKET, BAD_KEY, b"not json".to_vec());
+    let (handler, sink) = new_handler(source, Limits::default());
+    let event = s3_notification(&[GOOD_KEY, BAD_KEY]);
+    assert!(handler.handle(event.clone()).await.is_err());
+    assert!(
+        handler.handle(event).await.is_err(),
+        "the bad object still fails"
+    );
+    assert_eq!(
+        sink.notifications().len(),
+        1,
+        "Lambda's retry re-reads the good object; dedup keeps it to one alert"
+    );
+}
+
+/// One row per key shape: the key as it arrives in the event, and where the object
+/// really is (`None`: the key is skipped and never fetched).
+const KEYS: &[(&str, &str, Option<&str>)] = &[
+    (
+        "plain log file",
+        "AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz",
+        Some("AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz"),
+    ),
+    (
+        "organisation trail",
+        "AWSLogs/o-a1b2c3d4e5/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz",
+        Some("AWSLogs/o-a1b2c3d4e5/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz"),
+    ),
+    (
+        "bucket prefix",
+        "security/trails/AWSLogs/123456789012/CloudTrail/eu-west-1/2024/03/15/123456789012_CloudTrail_eu-west-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz",
+        Some("security/trails/AWSLogs/123456789012/CloudTrail/eu-west-1/2024/03/15/123456789012_CloudTrail_eu-west-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz"),
+    ),
+    (
+        "prefix with + for a space, organisation trail",
+        "audit+logs/AWSLogs/o-a1b2c3d4e5/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz",
+        Some("audit logs/AWSLogs/o-a1b2c3d4e5/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz"),
+    ),
+    (
+        "prefix with %XX escapes (a real + and parentheses)",
+        "c%2B%2B+team%20%28eu%29/AWSLogs/123456789012/CloudTrail/eu-west-1/2024/03/15/123456789012_CloudTrail_eu-west-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz",
+        Some("c++ team (eu)/AWSLogs/123456789012/CloudTrail/eu-west-1/2024/03/15/123456789012_CloudTrail_eu-west-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz"),
+    ),
+    (
+        "prefix with escaped UTF-8",
+        "journ%C3%A9es%3Dprod/AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz",
+        Some("journées=prod/AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz"),
+    ),
+    (
+        "digest file",
+        "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2024/03/15/123456789012_CloudTrail-Digest_us-east-1_trail_us-east-1_20240315T113512Z.json.gz",
+        None,
+    ),
+    (
+        "organisation digest file under a prefix",
+        "audit+logs/AWSLogs/o-a1b2c3d4e5/123456789012/CloudTrail-Digest/us-east-1/2024/03/15/123456789012_CloudTrail-Digest_us-east-1_trail_us-east-1_20240315T113512Z.json.gz",
+        None,
+    ),
+    (
+        "Insights file",
+        "AWSLogs/123456789012/CloudTrail-Insight/us-east-1/2024/03/15/123456789012_CloudTrail-Insight_us-east-1_20240315T1040Z_a1B2c3D4e5F6g7H8.json.gz",
+        None,
+    ),
+    (
+        "another service's logs in the same bucket",
+        "AWSLogs/123456789012/elasticloadbalancing/us-east-1/2024/03/15/123456789012_elasticloadbalancing_us-east-1_app.web.1a2b3c_20240315T1035Z_10.0.1.5_x.log.gz",
+        None,
+    ),
+    (
+        "AWS Config snapshot",
+        "AWSLogs/123456789012/Config/us-east-1/2024/3/15/ConfigSnapshot/123456789012_Config_us-east-1_ConfigSnapshot_20240315T103500Z_x.json.gz",
+        None,
+    ),
+    ("not under AWSLogs", "exports/orders-prod.json.gz", None),
+    (
+        "account id of the wrong length",
+        "AWSLogs/12345678901/CloudTrail/us-east-1/2024/03/15/x.json.gz",
+        None,
+    ),
+];
+
+fn eventbridge_event(key: &str) -> Value {
+    json!({
+        "version": "0", "id": "3a1d5e8c-7b2f-4c9a-be61-0d4f2a8c6e13", "detail-type": "Object Created",
+        "source": "aws.s3", "account": "123456789012", "time": "2024-03-15T10:40:12Z",
+        "region": "us-east-1", "resources": [format!("arn:aws:s3:::{BUCKET}")],
+        "detail": {"version": "0", "bucket": {"name": BUCKET},
+                   "object": {"key": key, "size": 1371, "etag": "d41d8cd98f00b204e9800998ecf8427e",
+                              "sequencer": "0065F4219C5A8E2B1D"},
+                   "request-id": "C3D13FE58DE4C810", "requester": "cloudtrail.amazonaws.com",
+                   "source-ip-address": "10.212.14.90", "reason": "PutObject"}
+    })
+}
+
+#[tokio::test]
+async fn keys_are_decoded_classified_and_counted() {
+    for (name, encoded, real) in KEYS {
+        let events = [
+            ("S3", s3_notification(&[encoded])),
+            ("SNS", sns_event(&s3_notification(&[encoded]))),
+            ("EventBridge", eventbridge_event(encoded)),
+        ];
+        for (route, event) in events {
+            let mut source = MemorySource::default();
+            if let Some(real) = real {
+                source = source.with(BUCKET, real, good_object());
+            }
+            let (handler, sink) = new_handler(source, Limits::default());
+            let Trigger::Objects(objects) = parse_trigger(&event).unwrap() else {
+                panic!("{name} via {route}: an object trigger");
+            };
+            let decoded: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+            if let Some(real) = real {
+                assert_eq!(decoded, [*real], "{name} via {route}");
+            }
+            let outcome = handler.process_objects(objects).await;
+            let c = &outcome.counters;
+            assert!(
+                outcome.failures.is_empty(),
+                "{name} via {route}: {:?}",
+                outcome.failures
+            );
+            assert_eq!(
+                c.missing_objects, 0,
+                "{name} via {route}: fetched the wrong key"
+            );
+            match real {
+                Some(_) => {
+                    assert_eq!((c.objects, c.skipped_keys), (1, 0), "{name} via {route}");
+                    assert_eq!(sink.notifications().len(), 1, "{name} via {route}");
+                }
+                None => {
+                    assert_eq!((c.objects, c.skipped_keys), (0, 1), "{name} via {route}");
+                    assert!(sink.notifications().is_empty(), "{name} via {route}");
+                }
+            }
+            // The whole invocation agrees: no error, the alert or nothing.
+            let (handler, _) = handler_with(real);
+            let response = handler.handle(event).await.unwrap();
+            assert_eq!(
+                response,
+                json!({"alerts": u64::from(real.is_some())}),
+                "{name} via {route}"
+            );
+        }
+    }
+}
+
+fn handler_with(real: &Option<&str>) -> (Handler, Arc<MemorySink>) {
+    let mut source = MemorySource::default();
+    if let Some(real) = real {
+        source = source.with(BUCKET, real, good_object());
+    }
+    new_handler(source, Limits::default())
+}
+
+#[tokio::test]
+async fn a_key_that_is_not_utf8_is_a_clear_trigger_error() {
+    let (handler, _) = new_handler(MemorySource::default(), Limits::default());
+    let error = handler
+        .handle(s3_notification(&[
+            "AWSLogs/123456789012/CloudTrail/%FF%FE.json.gz",
+        ]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, HandlerError::Trigger(TriggerError::Malformed { .. })),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("%FF%FE"), "{error}");
+}
+
+/// Runs `gen_cloudtrail.py` into `dir`; returns the eventIDs that must alert.
+fn generate(dir: &Path) -> BTreeSet<String> {
+    let generator = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/tools/gen_cloudtrail.py"
+    );
+    let status = Command::new("python3")
+        .arg(generator)
+        .args(["--events", "3000", "--files", "2", "--seed", "7"])
+        .args(["--export-rate", "0.002", "--out"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("python3 {generator}: {e}"));
+    assert!(status.success(), "{generator} failed");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let alerts: BTreeSet<String> = manifest["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["duplicate"] != true)
+        .map(|a| a["eventID"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!alerts.is_empty(), "the manifest plants exports");
+    alerts
+}
+
+#[test]
+fn scan_reports_every_good_alert_and_names_every_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = generate(dir.path());
+    let logs = dir.path().join("AWSLogs");
+    let bad = logs.join("123456789012/CloudTrail/us-east-1/2024/03/16");
+    std::fs::create_dir_all(&bad).unwrap();
+
+    let truncated =
+        bad.join("123456789012_CloudTrail_us-east-1_20240316T0000Z_truncatedGzip0001.json.gz");
+    let whole = log_file(noise(500));
+    std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
+    let not_json =
+        bad.join("123456789012_CloudTrail_us-east-1_20240316T0005Z_notJsonText00001.json.gz");
+    std::fs::write(
+        &not_json,
+        gzip(b"<html><body>403 Forbidden</body></html>\n"),
+    )
+    .unwrap();
+    let random =
+        bad.join("123456789012_CloudTrail_us-east-1_20240316T0010Z_randomBytes00001.json.gz");
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise_bytes: Vec<u8> = (0..8192)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let mut random_bytes = vec![0xa7];
+    random_bytes.extend(noise_bytes);
+    std::fs::write(&random, random_bytes).unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+        .args([
+            "scan",
+            "--format",
+            "json",
+            "--no-dedup",
+            "--no-progress",
+            "--jobs",
+            "2",
+        ])
+        .arg(&logs)
+        .env_remove("TRAILWATCH_MAX_DECOMPRESSED_BYTES")
+        .env_remove("TRAILWATCH_ALLOW")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+
+    let mut alerted = Vec::new();
+    for line in stdout.lines() {
+        let document: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not NDJSON ({e}): {line}"));
+        assert_eq!(document["kind"], "alert", "{line}");
+        alerted.push(document["eventId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(alerted.len(), expected.len(), "one line per planted export");
+    assert_eq!(
+        alerted.into_iter().collect::<BTreeSet<_>>(),
+        expected,
+        "every planted export alerts, nothing else does"
+    );
+
+    let error_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("trailwatch: error: "))
+        .collect();
+    assert_eq!(error_lines.len(), 3, "{stderr}");
+    for (path, cause) in [
+        (&truncated, "gzip stream is corrupt or truncated"),
+        (&not_json, "not gzip and not JSON"),
+        (&random, "not gzip and not JSON"),
+    ] {
+        let path = path.display().to_string();
+        assert!(
+            error_lines
+                .iter()
+                .any(|l| l.contains(&path) && l.contains(cause)),
+            "{path} named with {cause:?} in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("errors=3"), "{stderr}");
+    assert!(stderr.contains("files=5"), "{stderr}");
+}
