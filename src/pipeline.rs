@@ -200,6 +200,10 @@ impl Alerter {
                     }
                     return Err(failure(e.to_string()));
                 }
+                if let Err(e) = self.dedup.confirm(&claim, decision).await {
+                    // Published all the same: at worst it is re-sent, with the same alertId.
+                    tracing::warn!(error = %e, alert_id = %notification.alert_id, "alert published but not confirmed in the dedup store");
+                }
                 counters.alerts += 1;
                 let latency = crate::time::now_ms()
                     .saturating_sub(claim.event_time_ms)
@@ -243,7 +247,12 @@ impl Alerter {
             };
             let notification: Notification = build_rollup(rule, &rollup);
             match self.sink.publish(&notification).await {
-                Ok(()) => counters.rollups += 1,
+                Ok(()) => {
+                    counters.rollups += 1;
+                    if let Err(e) = self.dedup.confirm_rollup(&rollup).await {
+                        tracing::warn!(error = %e, alert_id = %notification.alert_id, "roll-up published but not confirmed in the dedup store");
+                    }
+                }
                 Err(e) => failures.push(PublishFailure {
                     source: rollup.key.clone(),
                     message: e.to_string(),

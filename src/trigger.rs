@@ -759,7 +759,10 @@ mod tests {
                 KeyKind::Other,
             ),
             ("AWSLogs/123456789012/CloudTrail/", KeyKind::Other),
-            ("AWSLogs/123456789012/CloudTrail/us-east-1/2024/", KeyKind::Other),
+            (
+                "AWSLogs/123456789012/CloudTrail/us-east-1/2024/",
+                KeyKind::Other,
+            ),
             ("random/file.json.gz", KeyKind::Other),
             ("AWSLogs/o-short/123456789012/CloudTrail/x", KeyKind::Other),
         ] {

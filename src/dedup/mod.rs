@@ -14,6 +14,7 @@
 //! [`transition`] is that table as a pure function; stores only persist its result
 //! (atomically, for the DynamoDB store).
 
+pub mod dynamo;
 pub mod memory;
 
 use std::collections::BTreeSet;
@@ -21,6 +22,7 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
 
 /// At most this many distinct snapshots, buckets or principals are kept per window.
@@ -176,20 +178,37 @@ pub trait DedupStore: Send + Sync {
     async fn release(&self, claim: &Claim, decision: Decision) -> Result<(), DedupError>;
 
     /// Roll-ups of windows that closed before `now_ms` (all windows when `all`), each
-    /// returned once.
+    /// returned once (a store with leases returns one again if its publication was
+    /// not confirmed in time, see `confirm_rollup`).
     async fn take_rollups(&self, now_ms: i64, all: bool) -> Result<Vec<Rollup>, DedupError>;
+
+    /// Records that the alert of an `Alert` decision was published. A store that
+    /// holds the claim open while the alert is in flight (DynamoDB: so that a crash
+    /// between claim and publication is re-driven) makes it final here.
+    async fn confirm(&self, _claim: &Claim, _decision: Decision) -> Result<(), DedupError> {
+        Ok(())
+    }
+
+    /// Records that a roll-up from `take_rollups` was published. A store that hands
+    /// roll-ups out under a lease (DynamoDB) hands an unconfirmed one out again.
+    async fn confirm_rollup(&self, _rollup: &Rollup) -> Result<(), DedupError> {
+        Ok(())
+    }
 }
 
 /// The store Lambda mode uses: DynamoDB when `TRAILWATCH_DEDUP_TABLE` is set,
 /// otherwise process memory (windows then last only as long as the instance).
 pub fn store_for(
     config: &crate::config::Config,
-    _aws: &aws_config::SdkConfig,
+    aws: &aws_config::SdkConfig,
 ) -> Result<std::sync::Arc<dyn DedupStore>, lambda_runtime::Error> {
-    match &config.dedup_table {
-        None => Ok(std::sync::Arc::new(MemoryStore::new())),
-        Some(table) => Err(format!("TRAILWATCH_DEDUP_TABLE={table}: the DynamoDB store is not available").into()),
-    }
+    Ok(match &config.dedup_table {
+        None => std::sync::Arc::new(MemoryStore::new()),
+        Some(table) => std::sync::Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            table.clone(),
+        )),
+    })
 }
 
 /// `--no-dedup`: every match alerts, in a window of its own.
@@ -232,7 +251,12 @@ mod tests {
     #[test]
     fn first_match_opens_and_alerts() {
         let t = transition(None, &claim(1000, "a"));
-        assert_eq!(t.decision(), Decision::Alert { window_start_ms: 1000 });
+        assert_eq!(
+            t.decision(),
+            Decision::Alert {
+                window_start_ms: 1000
+            }
+        );
     }
 
     #[test]
@@ -251,11 +275,15 @@ mod tests {
         let open = Window::opened_by(&claim(10 * W, "a"));
         assert_eq!(
             transition(Some(&open), &claim(9 * W, "b")).decision(),
-            Decision::Suppressed { window_start_ms: 10 * W }
+            Decision::Suppressed {
+                window_start_ms: 10 * W
+            }
         );
         assert_eq!(
             transition(Some(&open), &claim(9 * W - 1, "c")),
-            Transition::AlertLate { window_start_ms: 9 * W - 1 }
+            Transition::AlertLate {
+                window_start_ms: 9 * W - 1
+            }
         );
     }
 

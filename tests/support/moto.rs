@@ -11,7 +11,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,11 +40,41 @@ impl MotoServer {
     /// not come up.
     pub fn start() -> MotoServer {
         let exe = find_moto_server();
+        Self::start_with(&exe, |port| {
+            let mut command = Command::new(&exe);
+            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            command
+        })
+    }
+
+    /// Like [`MotoServer::start`], but the server handles one request at a time.
+    ///
+    /// moto's backends are not thread-safe: two concurrent conditional writes to
+    /// one DynamoDB item can both succeed (each checks the condition before either
+    /// stores its item), which DynamoDB never allows. Tests of concurrent
+    /// conditional writes use this server, whose answers are linearizable like
+    /// AWS's. It is moto's own server application behind one lock, run by the
+    /// Python interpreter of the `moto_server` script.
+    pub fn start_serialized() -> MotoServer {
+        let exe = find_moto_server();
+        let interpreter = script_interpreter(&exe);
+        Self::start_with(&exe, |port| {
+            let mut command = Command::new(&interpreter[0]);
+            command.args(&interpreter[1..]).args([
+                "-c",
+                SERIALIZED_SERVER,
+                "127.0.0.1",
+                &port.to_string(),
+            ]);
+            command
+        })
+    }
+
+    fn start_with(exe: &Path, command: impl Fn(u16) -> Command) -> MotoServer {
         let mut last_error = String::new();
         for _ in 0..ATTEMPTS {
             let port = free_port();
-            let mut child = Command::new(&exe)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            let mut child = command(port)
                 // Never inherit the test runner's pipes: a child holding them
                 // would keep CI waiting after the tests are done.
                 .stdin(Stdio::null())
@@ -129,6 +159,41 @@ pub fn unique(prefix: &str) -> String {
         prefix.to_ascii_lowercase(),
         std::process::id()
     )
+}
+
+/// moto's server application (as `moto_server` builds it) with every request
+/// handled under one lock. Arguments: host, port.
+const SERIALIZED_SERVER: &str = r#"
+import os, sys, threading
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+
+host, port = sys.argv[1], int(sys.argv[2])
+os.environ.setdefault("MOTO_PORT", str(port))
+app = DomainDispatcherApplication(create_backend_app)
+lock = threading.Lock()
+
+def serialized(environ, start_response):
+    with lock:
+        return list(app(environ, start_response))
+
+run_simple(host, port, serialized, threaded=True, request_handler=MotoRequestHandler)
+"#;
+
+/// The interpreter (and its arguments) from a script's `#!` line.
+fn script_interpreter(script: &Path) -> Vec<String> {
+    let text =
+        std::fs::read(script).unwrap_or_else(|e| panic!("cannot read {}: {e}", script.display()));
+    let first = text.split(|b| *b == b'\n').next().unwrap_or_default();
+    let first = String::from_utf8_lossy(first);
+    let words: Vec<String> = first
+        .strip_prefix("#!")
+        .unwrap_or_else(|| panic!("{} is not a Python script with a #! line", script.display()))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert!(!words.is_empty(), "{}: empty #! line", script.display());
+    words
 }
 
 fn find_moto_server() -> PathBuf {
