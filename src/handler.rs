@@ -13,9 +13,13 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
+use crate::config::Config;
+use crate::dedup::DedupStore;
 use crate::detect::{Detector, ObjectReport};
 use crate::pipeline::{Alerter, Counters};
-use crate::source::{ObjectRef, ObjectSource, SourceError};
+use crate::rule::RuleSet;
+use crate::sink::AlertSink;
+use crate::source::{ObjectRef, ObjectSource, S3Source, SourceError};
 use crate::time::now_ms;
 use crate::trigger::{classify_key, parse_trigger, KeyKind, Trigger, TriggerError};
 
@@ -45,6 +49,46 @@ pub struct Outcome {
 }
 
 impl Handler {
+    /// Wires a handler from its parts and the configuration (limits, allow-list,
+    /// dedup window, concurrency).
+    pub fn assemble(
+        config: &Config,
+        rules: RuleSet,
+        source: Arc<dyn ObjectSource>,
+        dedup: Arc<dyn DedupStore>,
+        sink: Arc<dyn AlertSink>,
+    ) -> Handler {
+        let detector = Arc::new(Detector::new(rules, config.limits));
+        Handler {
+            alerter: Arc::new(Alerter {
+                rules: Arc::clone(&detector.rules),
+                dedup,
+                sink,
+                allow: config.allow.clone(),
+                window_minutes: config.dedup_minutes,
+            }),
+            detector,
+            source,
+            concurrency: config.concurrency,
+        }
+    }
+
+    /// The handler as Lambda mode runs it: the embedded rules, objects from S3,
+    /// windows in DynamoDB (or memory without a table), alerts through `sink`.
+    pub fn for_aws(
+        config: &Config,
+        aws: &aws_config::SdkConfig,
+        sink: Arc<dyn AlertSink>,
+    ) -> Handler {
+        Handler::assemble(
+            config,
+            RuleSet::embedded(),
+            Arc::new(S3Source::new(aws_sdk_s3::Client::new(aws))),
+            crate::dedup::store_for(config, aws),
+            sink,
+        )
+    }
+
     /// Handles one invocation. The returned value is the Lambda response.
     pub async fn handle(&self, event: Value) -> Result<Value, HandlerError> {
         let started = std::time::Instant::now();

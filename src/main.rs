@@ -15,8 +15,8 @@ use trailwatch::detect::Detector;
 use trailwatch::handler::Handler;
 use trailwatch::pipeline::Alerter;
 use trailwatch::rule::{run_rule_tests, Rule, RuleSet};
-use trailwatch::sink::{AlertSink, OutputFormat, SnsSink, StdoutSink};
-use trailwatch::source::{LocalSource, S3Source};
+use trailwatch::sink::{OutputFormat, SnsSink, StdoutSink};
+use trailwatch::source::LocalSource;
 
 #[derive(Parser)]
 #[command(
@@ -191,19 +191,13 @@ fn invoke(args: InvokeArgs) -> ExitCode {
             .unwrap_or(Path::new("."))
             .join("objects")
     });
-    let detector = Arc::new(Detector::new(RuleSet::embedded(), config.limits));
-    let handler = Handler {
-        alerter: Arc::new(Alerter {
-            rules: Arc::clone(&detector.rules),
-            dedup: Arc::new(MemoryStore::new()),
-            sink: Arc::new(StdoutSink::new(args.format)),
-            allow: config.allow.clone(),
-            window_minutes: config.dedup_minutes,
-        }),
-        detector,
-        source: Arc::new(LocalSource::new(objects)),
-        concurrency: config.concurrency,
-    };
+    let handler = Handler::assemble(
+        &config,
+        RuleSet::embedded(),
+        Arc::new(LocalSource::new(objects)),
+        Arc::new(MemoryStore::new()),
+        Arc::new(StdoutSink::new(args.format)),
+    );
     match runtime().block_on(handler.handle(event)) {
         Ok(response) => {
             eprintln!("handler response: {response}");
@@ -275,22 +269,8 @@ fn run_lambda() -> ExitCode {
     let (config, topic_arn) = config;
     let result = runtime().block_on(async move {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let dedup = trailwatch::dedup::store_for(&config, &aws)?;
-        let sink: Arc<dyn AlertSink> =
-            Arc::new(SnsSink::new(aws_sdk_sns::Client::new(&aws), topic_arn));
-        let detector = Arc::new(Detector::new(RuleSet::embedded(), config.limits));
-        let handler = Arc::new(Handler {
-            alerter: Arc::new(Alerter {
-                rules: Arc::clone(&detector.rules),
-                dedup,
-                sink,
-                allow: config.allow.clone(),
-                window_minutes: config.dedup_minutes,
-            }),
-            detector,
-            source: Arc::new(S3Source::new(aws_sdk_s3::Client::new(&aws))),
-            concurrency: config.concurrency,
-        });
+        let sink = Arc::new(SnsSink::new(aws_sdk_sns::Client::new(&aws), topic_arn));
+        let handler = Arc::new(Handler::for_aws(&config, &aws, sink));
         lambda_runtime::run(lambda_runtime::service_fn(
             move |event: lambda_runtime::LambdaEvent<Value>| {
                 let handler = Arc::clone(&handler);

@@ -16,12 +16,11 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
 
-use trailwatch::config::AllowList;
+use trailwatch::config::Config;
 use trailwatch::decode::Limits;
 use trailwatch::dedup::MemoryStore;
-use trailwatch::detect::Detector;
 use trailwatch::handler::{Handler, HandlerError};
-use trailwatch::pipeline::{Alerter, Counters};
+use trailwatch::pipeline::Counters;
 use trailwatch::rule::RuleSet;
 use trailwatch::sink::MemorySink;
 use trailwatch::source::{MemorySource, ObjectRef};
@@ -77,20 +76,18 @@ fn good_object() -> Vec<u8> {
 }
 
 fn new_handler(source: MemorySource, limits: Limits) -> (Handler, Arc<MemorySink>) {
-    let detector = Arc::new(Detector::new(RuleSet::embedded(), limits));
     let sink = Arc::new(MemorySink::new());
-    let handler = Handler {
-        alerter: Arc::new(Alerter {
-            rules: Arc::clone(&detector.rules),
-            dedup: Arc::new(MemoryStore::new()),
-            sink: sink.clone(),
-            allow: AllowList::default(),
-            window_minutes: None,
-        }),
-        detector,
-        source: Arc::new(source),
-        concurrency: 4,
+    let config = Config {
+        limits,
+        ..Config::default()
     };
+    let handler = Handler::assemble(
+        &config,
+        RuleSet::embedded(),
+        Arc::new(source),
+        Arc::new(MemoryStore::new()),
+        sink.clone(),
+    );
     (handler, sink)
 }
 

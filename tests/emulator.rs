@@ -23,8 +23,9 @@ use trailwatch::alert::{alert_id, Notification};
 use trailwatch::dedup::{DedupStore, DynamoStore};
 use trailwatch::handler::Handler;
 use trailwatch::pipeline::{Alerter, Counters};
+use trailwatch::rule::RuleSet;
 use trailwatch::sink::{AlertSink, SinkError};
-use trailwatch::source::ObjectRef;
+use trailwatch::source::{ObjectRef, S3Source};
 use trailwatch::time::{format_ms, parse_event_time};
 
 use stack::{export_record, log_file, log_key, other_record, scheduled_event, Stack};
@@ -104,18 +105,13 @@ impl AlertSink for Hangs {
 
 /// A handler like `Stack::handler`, with an explicit store and sink.
 fn handler_with(stack: &Stack, dedup: Arc<dyn DedupStore>, sink: Arc<dyn AlertSink>) -> Handler {
-    let base = stack.handler(Some(Arc::clone(&sink)));
-    let alerter = Alerter {
-        rules: Arc::clone(&base.alerter.rules),
+    Handler::assemble(
+        &stack.config(&stack.table),
+        RuleSet::embedded(),
+        Arc::new(S3Source::new(aws_sdk_s3::Client::new(&stack.conf))),
         dedup,
         sink,
-        allow: base.alerter.allow.clone(),
-        window_minutes: base.alerter.window_minutes,
-    };
-    Handler {
-        alerter: Arc::new(alerter),
-        ..base
-    }
+    )
 }
 
 fn short_lease_store(stack: &Stack, lease: Duration) -> Arc<dyn DedupStore> {

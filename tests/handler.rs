@@ -8,12 +8,9 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use trailwatch::alert::Notification;
-use trailwatch::config::AllowList;
-use trailwatch::decode::Limits;
+use trailwatch::config::{AllowList, Config};
 use trailwatch::dedup::MemoryStore;
-use trailwatch::detect::Detector;
 use trailwatch::handler::Handler;
-use trailwatch::pipeline::Alerter;
 use trailwatch::rule::RuleSet;
 use trailwatch::sink::{AlertSink, MemorySink, SinkError};
 use trailwatch::source::MemorySource;
@@ -65,19 +62,13 @@ struct Fixture {
 
 fn fixture(source: MemorySource, sink: Option<Arc<dyn AlertSink>>) -> Fixture {
     let memory = Arc::new(MemorySink::new());
-    let detector = Arc::new(Detector::new(RuleSet::embedded(), Limits::default()));
-    let handler = Handler {
-        alerter: Arc::new(Alerter {
-            rules: Arc::clone(&detector.rules),
-            dedup: Arc::new(MemoryStore::new()),
-            sink: sink.unwrap_or_else(|| memory.clone()),
-            allow: AllowList::default(),
-            window_minutes: None,
-        }),
-        detector,
-        source: Arc::new(source),
-        concurrency: 4,
-    };
+    let handler = Handler::assemble(
+        &Config::default(),
+        RuleSet::embedded(),
+        Arc::new(source),
+        Arc::new(MemoryStore::new()),
+        sink.unwrap_or_else(|| memory.clone()),
+    );
     Fixture {
         handler,
         sink: memory,

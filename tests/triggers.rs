@@ -13,12 +13,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use trailwatch::config::AllowList;
-use trailwatch::decode::Limits;
+use trailwatch::config::Config;
 use trailwatch::dedup::MemoryStore;
-use trailwatch::detect::Detector;
 use trailwatch::handler::Handler;
-use trailwatch::pipeline::Alerter;
 use trailwatch::rule::RuleSet;
 use trailwatch::sink::MemorySink;
 use trailwatch::source::LocalSource;
@@ -132,20 +129,14 @@ fn load(file: &str) -> Value {
 
 /// A handler like `trailwatch invoke` builds, with the sink kept in memory.
 fn new_handler() -> (Handler, Arc<MemorySink>) {
-    let detector = Arc::new(Detector::new(RuleSet::embedded(), Limits::default()));
     let sink = Arc::new(MemorySink::new());
-    let handler = Handler {
-        alerter: Arc::new(Alerter {
-            rules: Arc::clone(&detector.rules),
-            dedup: Arc::new(MemoryStore::new()),
-            sink: sink.clone(),
-            allow: AllowList::default(),
-            window_minutes: None,
-        }),
-        detector,
-        source: Arc::new(LocalSource::new(Path::new(ROOT).join("events/objects"))),
-        concurrency: 4,
-    };
+    let handler = Handler::assemble(
+        &Config::default(),
+        RuleSet::embedded(),
+        Arc::new(LocalSource::new(Path::new(ROOT).join("events/objects"))),
+        Arc::new(MemoryStore::new()),
+        sink.clone(),
+    );
     (handler, sink)
 }
 

@@ -201,14 +201,14 @@ pub trait DedupStore: Send + Sync {
 pub fn store_for(
     config: &crate::config::Config,
     aws: &aws_config::SdkConfig,
-) -> Result<std::sync::Arc<dyn DedupStore>, lambda_runtime::Error> {
-    Ok(match &config.dedup_table {
+) -> std::sync::Arc<dyn DedupStore> {
+    match &config.dedup_table {
         None => std::sync::Arc::new(MemoryStore::new()),
         Some(table) => std::sync::Arc::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(aws),
             table.clone(),
         )),
-    })
+    }
 }
 
 /// `--no-dedup`: every match alerts, in a window of its own.

@@ -18,12 +18,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{json, Value};
 
 use trailwatch::config::Config;
-use trailwatch::detect::Detector;
 use trailwatch::handler::Handler;
-use trailwatch::pipeline::Alerter;
-use trailwatch::rule::RuleSet;
 use trailwatch::sink::{AlertSink, SnsSink};
-use trailwatch::source::S3Source;
 
 use crate::moto::{unique, MotoServer};
 
@@ -192,22 +188,8 @@ impl Stack {
 
     /// [`Stack::handler`] with dedup windows in another table.
     pub fn handler_on(&self, table: &str, sink: Option<Arc<dyn AlertSink>>) -> Handler {
-        let config = self.config(table);
-        let dedup = trailwatch::dedup::store_for(&config, &self.conf).expect("dedup store");
         let sink = sink.unwrap_or_else(|| self.sns_sink());
-        let detector = Arc::new(Detector::new(RuleSet::embedded(), config.limits));
-        Handler {
-            alerter: Arc::new(Alerter {
-                rules: Arc::clone(&detector.rules),
-                dedup,
-                sink,
-                allow: config.allow.clone(),
-                window_minutes: config.dedup_minutes,
-            }),
-            detector,
-            source: Arc::new(S3Source::new(aws_sdk_s3::Client::new(&self.conf))),
-            concurrency: config.concurrency,
-        }
+        Handler::for_aws(&self.config(table), &self.conf, sink)
     }
 
     pub async fn put_object(&self, key: &str, body: Vec<u8>) {
