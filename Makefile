@@ -39,6 +39,12 @@ unit: venv ## Unit, integration, property and emulator tests
 build: venv ## Lambda artifact for arm64 (cargo-lambda), in target/lambda/trailwatch
 	cargo lambda build --release --arm64 --bin trailwatch
 
+emulate: venv ## Real Lambda binary (cargo lambda watch) against moto: S3 log in, alert out of SNS/SQS, once
+	scripts/emulate.sh
+
+bench: ## Throughput vs decompression and Python, peak RSS, start-up, binary size (corpus cached in .bench/)
+	benches/run.sh
+
 clean:
 	cargo clean
 	rm -rf .venv .bench .emulate .aws-sam

@@ -14,7 +14,7 @@ pub mod scanner;
 use std::io::{BufRead, BufReader, Read};
 
 pub use prefilter::Prefilter;
-pub use scanner::{scan_records, ScanStats};
+pub use scanner::{scan_records, ScanStats, DECODED_BUFFER};
 
 /// Size limits that protect the process from hostile or broken objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,9 @@ pub enum DecodeError {
     Empty,
     #[error("not gzip and not JSON (first byte 0x{0:02x})")]
     NotJson(u8),
-    #[error("decompressed size exceeds the limit of {limit} bytes (TRAILWATCH_MAX_DECOMPRESSED_BYTES)")]
+    #[error(
+        "decompressed size exceeds the limit of {limit} bytes (TRAILWATCH_MAX_DECOMPRESSED_BYTES)"
+    )]
     TooLarge { limit: u64 },
     #[error("a record at byte {offset} is larger than the limit of {limit} bytes")]
     RecordTooLarge { offset: u64, limit: usize },
@@ -69,14 +71,15 @@ pub enum DecodeError {
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-const READ_BUFFER: usize = 256 << 10;
+/// Compressed bytes read from the source at a time.
+const INPUT_BUFFER: usize = 256 << 10;
 
 /// Sniffs the encoding and returns a reader of the decoded JSON bytes.
 ///
 /// gzip errors are reported as [`DecodeError::Gzip`] by the scanner, which knows the
 /// reader it gets is a decompressor (see [`DecodedStream`]).
 pub fn open_stream<R: Read>(raw: R) -> Result<DecodedStream<R>, DecodeError> {
-    let mut raw = BufReader::with_capacity(READ_BUFFER, raw);
+    let mut raw = BufReader::with_capacity(INPUT_BUFFER, raw);
     let head = loop {
         match raw.fill_buf() {
             Ok(head) => break head,
@@ -88,14 +91,18 @@ pub fn open_stream<R: Read>(raw: R) -> Result<DecodedStream<R>, DecodeError> {
         return Err(DecodeError::Empty);
     }
     if head.starts_with(&GZIP_MAGIC) || head == &GZIP_MAGIC[..1] {
-        return Ok(DecodedStream::Gzip(flate2::bufread::MultiGzDecoder::new(raw)));
+        return Ok(DecodedStream::Gzip(Box::new(
+            flate2::bufread::MultiGzDecoder::new(raw),
+        )));
     }
     Ok(DecodedStream::Plain(raw))
 }
 
 /// The decoded byte stream of one object.
 pub enum DecodedStream<R: Read> {
-    Gzip(flate2::bufread::MultiGzDecoder<BufReader<R>>),
+    /// Boxed: the decoder's state is large, and one allocation per object is
+    /// nothing next to decompressing it.
+    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<R>>>),
     Plain(BufReader<R>),
 }
 

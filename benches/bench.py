@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Measures `trailwatch scan` against decompression alone and a Python baseline.
+
+Called by `benches/run.sh` (which generates the corpus and builds the binaries):
+
+    bench.py --bin target/release/trailwatch --decode target/release/examples/decode_only \
+             --large DIR --small DIR --huge DIR --tiny FILE [--runs N] [--cpu C]
+
+Every command runs pinned to one core (`taskset -c C`) and warm (each command runs
+once first, so the page cache serves the files). `trailwatch scan` and the
+decode-only run alternate, so that a noisy neighbour hurts both alike; their time
+ratio is the median of the per-pair ratios, on wall time and on CPU time (user +
+system of the process, which time spent waiting for the core does not inflate).
+Throughput is decompressed bytes over the median wall time. Peak RSS comes from
+`/usr/bin/time -f %M`, which reports the process itself (a process forked from this
+Python would inherit its high-water mark).
+"""
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def files_of(directory):
+    return sorted(str(p) for p in Path(directory).rglob("*.json.gz"))
+
+
+def run_once(cmd):
+    """Wall seconds, CPU seconds, stdout+stderr text."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"command failed ({status}): {' '.join(cmd[:6])} ...\n{out.decode(errors='replace')[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, out.decode(errors="replace")
+
+
+def measure(commands, runs):
+    """Runs each named command `runs` times, interleaved; returns name -> samples."""
+    samples = {name: [] for name in commands}
+    for name, cmd in commands.items():  # warm-up: page cache, binary pages
+        run_once(cmd)
+    for _ in range(runs):
+        for name, cmd in commands.items():
+            samples[name].append(run_once(cmd))
+    return samples
+
+
+def median_wall(samples):
+    return statistics.median(s[0] for s in samples)
+
+
+def median_cpu(samples):
+    return statistics.median(s[1] for s in samples)
+
+
+def peak_rss_mib(cmd, runs=2):
+    with tempfile.NamedTemporaryFile("r") as out:
+        peaks = []
+        for _ in range(runs):
+            subprocess.run(
+                ["/usr/bin/time", "-f", "%M", "-o", out.name] + cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=True,
+            )
+            out.seek(0)
+            peaks.append(int(out.read().split()[-1]) / 1024)
+    return max(peaks)
+
+
+def decoded_bytes(decode_bin, files):
+    _, _, out = run_once([decode_bin] + files)
+    return int(re.search(r"bytes=(\d+)", out).group(1))
+
+
+def cpu_model():
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = re.search(r"Model name:\s*(.+)", text).group(1).strip()
+    except (OSError, subprocess.CalledProcessError, AttributeError):
+        model = platform.processor() or "unknown"
+    return f"{model}, {os.cpu_count()} cores, {platform.machine()}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--decode", required=True)
+    ap.add_argument("--large", required=True)
+    ap.add_argument("--small", required=True)
+    ap.add_argument("--huge", required=True)
+    ap.add_argument("--tiny", required=True)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--python-runs", type=int, default=3)
+    ap.add_argument("--cpu", default="0")
+    args = ap.parse_args()
+
+    pin = ["taskset", "-c", args.cpu]
+    scan = pin + [args.bin, "scan", "--format", "json", "--jobs", "1", "--no-progress"]
+    decode = pin + [args.decode]
+    corpora = {
+        "large": files_of(args.large),
+        "small": files_of(args.small),
+    }
+    libdeflate = shutil.which("libdeflate-gunzip")
+
+    print(f"machine: {cpu_model()}")
+    print(f"single core (taskset -c {args.cpu}); scan and decode: medians of {args.runs} "
+          f"alternating runs; gzip, libdeflate: {max(3, args.runs // 2)}; Python: {args.python_runs}")
+    rows = {}
+    huge = files_of(args.huge)
+    for name, files in list(corpora.items()) + [("huge", huge)]:
+        size = decoded_bytes(args.decode, files)
+        runs = args.runs if name != "huge" else max(3, args.runs // 2)
+        samples = measure({"scan": scan + files, "decode": decode + files}, runs)
+        if name != "huge":
+            others = {"gzip": pin + ["sh", "-c", 'gzip -dc "$@" >/dev/null', "gzip"] + files}
+            if libdeflate:
+                others["libdeflate"] = pin + ["sh", "-c", 'libdeflate-gunzip -c "$@" >/dev/null', "libdeflate"] + files
+            samples.update(measure(others, max(3, args.runs // 2)))
+            python = pin + [sys.executable, str(Path(__file__).with_name("python_baseline.py"))] + files
+            samples.update(measure({"python": python}, args.python_runs))
+        rows[name] = (len(files), size, samples)
+
+    def mbps(size, samples):
+        return size / 1e6 / median_wall(samples)
+
+    def pair_ratio(samples, field):
+        return statistics.median(s[field] / d[field] for s, d in zip(samples["scan"], samples["decode"]))
+
+    def cell(name, fn):
+        size, samples = rows[name][1], rows[name][2]
+        try:
+            return fn(size, samples)
+        except KeyError:
+            return "-"
+
+    print()
+    print(f"{'':36}" + "".join(f"{f'{n} ({rows[n][0]} file' + ('s)' if rows[n][0] > 1 else ')'):>20}" for n in rows))
+
+    def line(label, fn):
+        print(f"{label:36}" + "".join(f"{cell(n, fn):>20}" for n in rows))
+
+    line("decompressed MB", lambda size, s: f"{size / 1e6:.1f}")
+    line("trailwatch scan MB/s", lambda size, s: f"{mbps(size, s['scan']):.0f}")
+    line("decode only (flate2/zlib-rs) MB/s", lambda size, s: f"{mbps(size, s['decode']):.0f}")
+    line("scan/decode time, wall", lambda size, s: f"{pair_ratio(s, 0):.3f}")
+    line("scan/decode time, CPU", lambda size, s: f"{pair_ratio(s, 1):.3f}")
+    line("gzip -dc MB/s", lambda size, s: f"{mbps(size, s['gzip']):.0f}")
+    if libdeflate:
+        line("libdeflate-gunzip MB/s", lambda size, s: f"{mbps(size, s['libdeflate']):.0f}")
+        line("scan throughput / libdeflate", lambda size, s: f"{mbps(size, s['scan']) / mbps(size, s['libdeflate']):.2f}")
+    else:
+        print("libdeflate-gunzip: not installed (apt-get install libdeflate-tools)")
+    line("Python json.loads + rule MB/s", lambda size, s: f"{mbps(size, s['python']):.0f}")
+    line("speed-up over Python", lambda size, s: f"{median_wall(s['python']) / median_wall(s['scan']):.0f}x")
+
+    print()
+    print(f"peak RSS, scan of the large file ({rows['large'][1] / 1e6:.0f} MB): "
+          f"{peak_rss_mib(scan + corpora['large']):.1f} MiB")
+    print(f"peak RSS, scan of the huge file ({rows['huge'][1] / 2**30:.2f} GiB decompressed): "
+          f"{peak_rss_mib(scan + huge):.1f} MiB (decode only: {peak_rss_mib(decode + huge, runs=1):.1f} MiB)")
+    startup = measure({"tiny": scan + [args.tiny]}, 30)["tiny"]
+    print(f"start-up (scan of a one-record file to its alert, median of 30): "
+          f"{median_wall(startup) * 1000:.1f} ms wall, {median_cpu(startup) * 1000:.1f} ms CPU")
+    size = os.path.getsize(args.bin)
+    print(f"release binary (stripped): {size / 2**20:.1f} MiB ({size} bytes)")
+
+
+if __name__ == "__main__":
+    main()

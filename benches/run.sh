@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `make bench`: generate (or reuse) the corpus, build the release binaries if
+# needed, and print every figure of the performance targets in one run.
+#
+# Corpus (cached in .bench/, one folder per set of generator arguments):
+#   large: one file of ~300 MB decompressed; small: 300 files, ~450 MB in all;
+#   huge: one file over 1 GiB decompressed, for peak memory. Realistic export rate.
+# Environment: BENCH_CPU (core to pin to, default 0), BENCH_RUNS (default 7),
+# BENCH_PYTHON_RUNS (default 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GEN=${GEN:-../shared/tools/gen_cloudtrail.py}
+[ -f "$GEN" ] || GEN=/work/shared/tools/gen_cloudtrail.py
+TARGET=${CARGO_TARGET_DIR:-target}
+LARGE_ARGS="--events 200000 --files 1 --seed 1 --export-rate 1e-4"
+SMALL_ARGS="--events 300000 --files 300 --seed 2 --export-rate 1e-4"
+HUGE_ARGS="--events 1000000 --files 1 --seed 3 --export-rate 1e-4"
+
+# Generates the corpus for these generator arguments once; prints its folder.
+corpus() {
+    local dir=".bench/corpus-$(echo "$*" | sed 's/--//g; s/ /_/g')"
+    if [ ! -f "$dir/.done" ]; then
+        echo "generating $dir ..." >&2
+        rm -rf "$dir.tmp"
+        python3 "$GEN" "$@" --out "$dir.tmp" >/dev/null
+        touch "$dir.tmp/.done"
+        rm -rf "$dir"
+        mv "$dir.tmp" "$dir"
+    fi
+    echo "$dir"
+}
+
+mkdir -p .bench
+large=$(corpus $LARGE_ARGS)
+small=$(corpus $SMALL_ARGS)
+huge=$(corpus $HUGE_ARGS)
+tiny=.bench/tiny.json.gz
+if [ ! -f "$tiny" ]; then
+    printf '{"Records":[{"eventVersion":"1.09","eventSource":"rds.amazonaws.com","eventName":"StartExportTask","eventTime":"2024-03-15T10:00:00Z","eventID":"e1","awsRegion":"us-east-1","recipientAccountId":"111122223333"}]}' \
+        | gzip -9 >"$tiny"
+fi
+
+echo "building release binaries (no-op when up to date) ..." >&2
+cargo build --release --quiet --bin trailwatch --example decode_only
+
+python3 benches/bench.py \
+    --bin "$TARGET/release/trailwatch" \
+    --decode "$TARGET/release/examples/decode_only" \
+    --large "$large" --small "$small" --huge "$huge" --tiny "$tiny" \
+    --cpu "${BENCH_CPU:-0}" --runs "${BENCH_RUNS:-7}" --python-runs "${BENCH_PYTHON_RUNS:-3}"
