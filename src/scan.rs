@@ -5,7 +5,6 @@
 //! on the number of jobs or the order of the paths. Roll-ups of the windows that
 //! suppressed matches are printed at the end.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -212,7 +211,6 @@ pub async fn run(
 ) -> ScanSummary {
     let started = Instant::now();
     let (inputs, mut failures) = collect_inputs(paths);
-    let progress = progress && std::io::stderr().is_terminal();
     let reports = {
         let detector = detector.clone();
         let inputs = inputs.clone();
