@@ -345,12 +345,7 @@ impl DynamoStore {
         now: i64,
     ) -> Result<Option<Rollup>, DedupError> {
         let mut next = stored.clone();
-        next.window.suppressed = 0;
-        next.window.first_suppressed_ms = None;
-        next.window.last_suppressed_ms = None;
-        next.window.snapshots.clear();
-        next.window.buckets.clear();
-        next.window.principals.clear();
+        next.window.clear_suppressed();
         next.version = stored.version + 1;
         let batch = StoredRollup::cut(
             key,

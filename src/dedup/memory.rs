@@ -92,13 +92,7 @@ impl DedupStore for MemoryStore {
             if let Some(window) = state.window.as_mut() {
                 if all || window.end_ms() <= now_ms {
                     out.extend(window.rollup(&key));
-                    // Reported once: later late matches start a fresh count.
-                    window.suppressed = 0;
-                    window.first_suppressed_ms = None;
-                    window.last_suppressed_ms = None;
-                    window.snapshots.clear();
-                    window.buckets.clear();
-                    window.principals.clear();
+                    window.clear_suppressed();
                 }
             }
         }

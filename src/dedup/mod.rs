@@ -98,6 +98,17 @@ impl Window {
         }
     }
 
+    /// Forgets what was suppressed once it has been reported in a roll-up: later
+    /// (late) matches of the same window start a fresh count.
+    pub fn clear_suppressed(&mut self) {
+        self.suppressed = 0;
+        self.first_suppressed_ms = None;
+        self.last_suppressed_ms = None;
+        self.snapshots.clear();
+        self.buckets.clear();
+        self.principals.clear();
+    }
+
     /// The roll-up of this window, if it suppressed anything.
     pub fn rollup(&self, key: &str) -> Option<Rollup> {
         (self.suppressed > 0).then(|| Rollup {
