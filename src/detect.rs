@@ -55,6 +55,19 @@ pub struct ObjectReport {
     pub error: Option<DecodeError>,
 }
 
+impl ObjectReport {
+    /// An object that could not be read at all.
+    pub fn failed(source: &str, error: DecodeError) -> ObjectReport {
+        ObjectReport {
+            source: source.to_owned(),
+            matches: Vec::new(),
+            stats: ScanStats::default(),
+            invalid_records: 0,
+            error: Some(error),
+        }
+    }
+}
+
 /// The rules, their prefilter and the size limits.
 #[derive(Debug, Clone)]
 pub struct Detector {

@@ -179,11 +179,8 @@ impl Alerter {
             event_time_ms: m.event_time_ms.unwrap_or_default(),
             event_id: m.event_id.clone(),
             window_ms: self.window_ms(rule),
-            snapshot: text(&["requestParameters.sourceArn", "responseElements.sourceArn"]),
-            bucket: text(&[
-                "requestParameters.s3BucketName",
-                "responseElements.s3Bucket",
-            ]),
+            snapshot: rule.context_text(&m.record, "snapshotArn"),
+            bucket: rule.context_text(&m.record, "s3Bucket"),
             principal: text(&["userIdentity.arn", "userIdentity.principalId"]),
         };
         let decision = self

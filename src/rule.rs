@@ -267,6 +267,17 @@ impl Rule {
             .collect()
     }
 
+    /// Text of an `AlertContext` field of a record (`unknown` when the rule does not
+    /// declare it or the record lacks it).
+    pub fn context_text(&self, record: &Value, name: &str) -> String {
+        let paths = self
+            .alert_context
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.as_slice());
+        scalar_text(paths.and_then(|paths| first_present(record, paths)))
+    }
+
     /// The alert title (Panther's `title()`).
     pub fn title_for(&self, record: &Value) -> String {
         render_template(&self.title, record)

@@ -142,24 +142,15 @@ fn read_one(detector: &Detector, input: &Input) -> ObjectReport {
         Input::Stdin => detector.detect(std::io::stdin().lock(), &name),
         Input::File { path, .. } => match std::fs::File::open(path) {
             Ok(file) => detector.detect(file, &name),
-            Err(e) => ObjectReport {
-                source: name.clone(),
-                matches: Vec::new(),
-                stats: Default::default(),
-                invalid_records: 0,
-                error: Some(e.into()),
-            },
+            Err(e) => ObjectReport::failed(&name, e.into()),
         },
     };
     // A panic on one file must not take the others down: it becomes that file's error.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| ObjectReport {
-        source: name.clone(),
-        matches: Vec::new(),
-        stats: Default::default(),
-        invalid_records: 0,
-        error: Some(crate::decode::DecodeError::Io(std::io::Error::other(
-            "internal error while reading",
-        ))),
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
+        ObjectReport::failed(
+            &name,
+            crate::decode::DecodeError::Io(std::io::Error::other("internal error while reading")),
+        )
     })
 }
 
