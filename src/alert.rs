@@ -102,6 +102,9 @@ pub struct AlertDocument {
     pub event: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub event_omitted: bool,
+    /// What the lenient parse repaired in the record (see `decode::repair`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parse_warnings: Vec<String>,
 }
 
 /// The roll-up document: what a window suppressed.
@@ -244,6 +247,7 @@ pub fn build_alert(
         source: m.source.clone(),
         event: Some(m.raw.clone()),
         event_omitted: false,
+        parse_warnings: m.parse_warnings.clone(),
     };
     let email = alert_email(rule, &document);
     let mut json = serde_json::to_string(&document).expect("alert documents serialize");
@@ -460,6 +464,7 @@ mod tests {
             event_id: "f1e2d3c4-b5a6-7890-1234-567890abcdef".into(),
             record,
             raw,
+            parse_warnings: Vec::new(),
             source: "s3://trail/AWSLogs/123456789012/CloudTrail/us-east-1/x.json.gz".into(),
             offset: 0,
         };

@@ -3,6 +3,11 @@
 //! The [`Detector`] runs the streaming scanner over an object and evaluates every
 //! rule on each candidate record. It is synchronous and CPU-bound: the Lambda
 //! handler runs it on a blocking thread, `scan` on its worker threads.
+//!
+//! Detection fails open. A candidate record the strict parser rejects is repaired
+//! ([`crate::decode::repair`]) and evaluated again; a match alerts with the repairs
+//! listed in `parseWarnings`, and the object reports the record as lenient without
+//! failing. Only a record that no parser would accept is an error of the object.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -10,6 +15,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::decode::repair::{self, Repaired};
 use crate::decode::{scan_records, DecodeError, Limits, Prefilter, ScanStats};
 use crate::rule::RuleSet;
 use crate::time::parse_event_time;
@@ -20,8 +26,12 @@ pub struct Match {
     /// Index of the rule in the detector's rule set.
     pub rule: usize,
     pub record: Value,
-    /// The record exactly as it was in the log file.
+    /// The record as it was in the log file, without whitespace between tokens (one
+    /// NDJSON line whatever the file's layout); repaired when it had to be.
     pub raw: Box<RawValue>,
+    /// What the lenient parse changed to evaluate the record (empty when it parsed
+    /// strictly).
+    pub parse_warnings: Vec<String>,
     /// `s3://bucket/key` or a local path.
     pub source: String,
     /// Byte offset of the record in the decoded object.
@@ -49,8 +59,10 @@ pub struct ObjectReport {
     pub source: String,
     pub matches: Vec<Match>,
     pub stats: ScanStats,
-    /// Candidate records that were not valid JSON.
+    /// Candidate records that no JSON parser would accept.
     pub invalid_records: u64,
+    /// Candidate records evaluated only after a repair (see [`repair`]).
+    pub lenient_records: u64,
     /// Why the object could not be fully read (the first problem found).
     pub error: Option<DecodeError>,
 }
@@ -63,6 +75,7 @@ impl ObjectReport {
             matches: Vec::new(),
             stats: ScanStats::default(),
             invalid_records: 0,
+            lenient_records: 0,
             error: Some(error),
         }
     }
@@ -97,46 +110,59 @@ impl Detector {
     pub fn detect<R: Read>(&self, raw: R, source: &str) -> ObjectReport {
         let mut matches = Vec::new();
         let mut invalid_records = 0;
+        let mut lenient_records = 0;
         let mut first_invalid = None;
-        let outcome = scan_records(raw, &self.prefilter, &self.limits, |offset, bytes| {
-            match serde_json::from_slice::<&RawValue>(bytes)
-                .and_then(|raw| Ok((serde_json::from_str::<Value>(raw.get())?, raw.to_owned())))
-            {
-                Ok((record, raw)) => {
-                    self.evaluate(record, raw, source, offset, &mut matches);
-                }
-                Err(e) => {
-                    invalid_records += 1;
-                    first_invalid.get_or_insert(DecodeError::Syntax {
-                        offset: offset + e.column() as u64,
-                        message: format!("invalid record: {e}"),
-                    });
-                }
-            }
-        });
+        let outcome =
+            scan_records(
+                raw,
+                &self.prefilter,
+                &self.limits,
+                |offset, bytes| match parse_candidate(bytes, offset) {
+                    Ok(candidate) => {
+                        if !candidate.warnings.is_empty() {
+                            lenient_records += 1;
+                            tracing::warn!(
+                                object = source,
+                                offset,
+                                warnings = ?candidate.warnings,
+                                "record evaluated after a lenient parse"
+                            );
+                        }
+                        self.evaluate(candidate, source, offset, &mut matches);
+                    }
+                    Err(e) => {
+                        invalid_records += 1;
+                        first_invalid.get_or_insert(DecodeError::Syntax {
+                            offset: offset + e.column() as u64,
+                            message: format!("invalid record: {e}"),
+                        });
+                    }
+                },
+            );
         ObjectReport {
             source: source.to_owned(),
             matches,
             stats: outcome.stats,
             invalid_records,
+            lenient_records,
             error: outcome.error.or(first_invalid),
         }
     }
 
-    fn evaluate(
-        &self,
-        record: Value,
-        raw: Box<RawValue>,
-        source: &str,
-        offset: u64,
-        out: &mut Vec<Match>,
-    ) {
+    fn evaluate(&self, candidate: Candidate, source: &str, offset: u64, out: &mut Vec<Match>) {
+        let record = candidate.record;
         let matching: Vec<usize> = (0..self.rules.rules.len())
             .filter(|&i| self.rules.rules[i].matches(&record))
             .collect();
         if matching.is_empty() {
             return;
         }
+        // Only matches are compacted: the text is printed and published, and
+        // matches are rare.
+        let raw = match repair::compact(candidate.raw.get()) {
+            std::borrow::Cow::Borrowed(_) => candidate.raw,
+            std::borrow::Cow::Owned(text) => RawValue::from_string(text).unwrap_or(candidate.raw),
+        };
         let event_time_ms = record
             .get("eventTime")
             .and_then(Value::as_str)
@@ -147,6 +173,7 @@ impl Detector {
                 rule,
                 record: record.clone(),
                 raw: raw.clone(),
+                parse_warnings: candidate.warnings.clone(),
                 source: source.to_owned(),
                 offset,
                 event_time_ms,
@@ -154,6 +181,52 @@ impl Detector {
             });
         }
     }
+}
+
+/// A candidate record ready for the rules.
+struct Candidate {
+    record: Value,
+    raw: Box<RawValue>,
+    /// Empty when the strict parse succeeded.
+    warnings: Vec<String>,
+}
+
+/// Strict parse first (the common case, and the text kept byte for byte); when it
+/// fails, the repaired text, which every defect another parser tolerates has been
+/// turned into valid JSON in. The strict error is returned when the repair does not
+/// help: it points at the real defect.
+fn parse_candidate(bytes: &[u8], offset: u64) -> Result<Candidate, serde_json::Error> {
+    let strict = serde_json::from_slice::<&RawValue>(bytes).and_then(|raw| {
+        Ok(Candidate {
+            record: serde_json::from_str::<Value>(raw.get())?,
+            raw: raw.to_owned(),
+            warnings: Vec::new(),
+        })
+    });
+    let strict_error = match strict {
+        Ok(candidate) => return Ok(candidate),
+        Err(e) => e,
+    };
+    let Repaired { json, mut warnings } = repair::repair(bytes, offset);
+    let Ok((record, skipped)) = repair::parse_value(&json) else {
+        return Err(strict_error);
+    };
+    if skipped {
+        warnings.push(format!(
+            "containers nested deeper than {} levels were not evaluated",
+            repair::MAX_EVALUATED_DEPTH
+        ));
+    }
+    if warnings.is_empty() {
+        // Valid JSON the strict parser still refused: say why.
+        warnings.push(format!("strict parse failed: {strict_error}"));
+    }
+    let raw = RawValue::from_string(json).map_err(|_| strict_error)?;
+    Ok(Candidate {
+        record,
+        raw,
+        warnings,
+    })
 }
 
 #[cfg(test)]
@@ -248,5 +321,76 @@ mod tests {
         assert_eq!(report.matches.len(), 1);
         assert_eq!(report.matches[0].event_time_ms, None);
         assert_eq!(report.matches[0].event_id, "unknown");
+    }
+
+    /// A successful export whose `userAgent` (caller-controlled) carries `defect`.
+    fn with_defect(defect: &str) -> String {
+        POSITIVE.replace(
+            r#""eventID":"e1""#,
+            &format!(r#""eventID":"e1","userAgent":{defect}"#),
+        )
+    }
+
+    #[test]
+    fn records_other_parsers_accept_still_alert_with_warnings() {
+        let deep = format!("{}0{}", "[".repeat(300), "]".repeat(300));
+        for (defect, warning) in [
+            (r#""\udc00x""#, "lone surrogate \\udc00"),
+            (r#""\ud800""#, "lone surrogate \\ud800"),
+            ("1e400", "number 1e400 is out of range"),
+            (deep.as_str(), "nested deeper than"),
+        ] {
+            let doc = format!(
+                r#"{{"Records":[{POSITIVE},{},{POSITIVE}]}}"#,
+                with_defect(defect)
+            );
+            let report = detector().detect(doc.as_bytes(), "t");
+            assert!(report.error.is_none(), "{defect}: {:?}", report.error);
+            assert_eq!(report.matches.len(), 3, "{defect}");
+            assert_eq!(report.lenient_records, 1, "{defect}");
+            assert_eq!(report.invalid_records, 0, "{defect}");
+            let lenient = &report.matches[1];
+            assert!(
+                lenient.parse_warnings.iter().any(|w| w.contains(warning)),
+                "{defect}: {:?}",
+                lenient.parse_warnings
+            );
+            assert!(report.matches[0].parse_warnings.is_empty());
+            // The kept text is valid JSON (the repaired record).
+            serde_json::from_str::<&RawValue>(lenient.raw.get()).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_plain_json_is_ignored() {
+        let doc = format!("\u{feff}{{\"Records\":[{POSITIVE}]}}");
+        let report = detector().detect(doc.as_bytes(), "t");
+        assert!(report.error.is_none(), "{:?}", report.error);
+        assert_eq!(report.matches.len(), 1);
+    }
+
+    #[test]
+    fn pretty_printed_records_are_kept_compact() {
+        let value: Value = serde_json::from_str(POSITIVE).unwrap();
+        let pretty = serde_json::to_string_pretty(&value)
+            .unwrap()
+            .replace('\n', "\r\n");
+        let doc = format!("{{\r\n  \"Records\": [\r\n{pretty}\r\n  ]\r\n}}\r\n");
+        let report = detector().detect(doc.as_bytes(), "t");
+        assert!(report.error.is_none(), "{:?}", report.error);
+        assert_eq!(report.matches.len(), 1);
+        assert_eq!(report.matches[0].raw.get(), POSITIVE);
+        assert!(report.matches[0].parse_warnings.is_empty());
+    }
+
+    #[test]
+    fn a_record_no_parser_accepts_is_still_invalid() {
+        let doc = format!(r#"{{"Records":[{}]}}"#, with_defect("tru"));
+        let report = detector().detect(doc.as_bytes(), "t");
+        assert_eq!(report.invalid_records, 1);
+        assert_eq!(report.lenient_records, 0);
+        assert!(report.matches.is_empty());
+        let error = report.error.unwrap().to_string();
+        assert!(error.contains("invalid record: expected ident"), "{error}");
     }
 }

@@ -31,6 +31,9 @@ pub struct Counters {
     pub non_object_records: u64,
     pub objects_without_records: u64,
     pub invalid_records: u64,
+    /// Candidate records evaluated after a lenient parse (input AWS should never
+    /// write; see `decode::repair`).
+    pub lenient_records: u64,
     pub matches: u64,
     pub alerts: u64,
     pub suppressed: u64,
@@ -56,6 +59,7 @@ impl Counters {
             non_object_records,
             objects_without_records,
             invalid_records,
+            lenient_records,
             matches,
             alerts,
             suppressed,
@@ -75,6 +79,7 @@ impl Counters {
         self.non_object_records += non_object_records;
         self.objects_without_records += objects_without_records;
         self.invalid_records += invalid_records;
+        self.lenient_records += lenient_records;
         self.matches += matches;
         self.alerts += alerts;
         self.suppressed += suppressed;
@@ -93,6 +98,7 @@ impl Counters {
         self.candidates += report.stats.candidates;
         self.non_object_records += report.stats.non_object_records;
         self.invalid_records += report.invalid_records;
+        self.lenient_records += report.lenient_records;
         if report.stats.records_arrays == 0 && report.error.is_none() {
             self.objects_without_records += 1;
         }

@@ -175,10 +175,11 @@ impl ScanSummary {
             0.0
         };
         format!(
-            "files={} bytes={} records={} matches={} alerts={} suppressed={} redeliveries={} allowed={} rollups={} errors={} elapsed={:.3}s throughput={:.1}MB/s",
+            "files={} bytes={} records={} lenient={} matches={} alerts={} suppressed={} redeliveries={} allowed={} rollups={} errors={} elapsed={:.3}s throughput={:.1}MB/s",
             self.files,
             c.decoded_bytes,
             c.records,
+            c.lenient_records,
             c.matches,
             c.alerts,
             c.suppressed,

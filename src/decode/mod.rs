@@ -9,6 +9,7 @@
 
 pub mod prefilter;
 pub mod reference;
+pub mod repair;
 pub mod scanner;
 
 use std::io::{BufRead, BufReader, Read};
@@ -71,6 +72,7 @@ pub enum DecodeError {
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 /// Compressed bytes read from the source at a time.
 const INPUT_BUFFER: usize = 256 << 10;
 
@@ -94,6 +96,13 @@ pub fn open_stream<R: Read>(raw: R) -> Result<DecodedStream<R>, DecodeError> {
         return Ok(DecodedStream::Gzip(Box::new(
             flate2::bufread::MultiGzDecoder::new(raw),
         )));
+    }
+    // A UTF-8 byte-order mark before a plain JSON document (editors and some
+    // exporters write one) is not part of the JSON text: RFC 8259 §8.1 lets a
+    // parser ignore it. It is looked for in the first buffered read (up to 256 KiB
+    // of a file or S3 body; only a pipe trickling fewer than three bytes could hide it).
+    if head.starts_with(UTF8_BOM) {
+        raw.consume(UTF8_BOM.len());
     }
     Ok(DecodedStream::Plain(raw))
 }

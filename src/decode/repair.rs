@@ -1,0 +1,415 @@
+//! Delimited record -> valid, compact JSON text.
+//!
+//! Two jobs, one lexer:
+//! - [`compact`]: every matched record is printed as one NDJSON line and embedded in
+//!   the SNS message, so whitespace between tokens (pretty-printed or CRLF log files)
+//!   is removed. Strings, numbers and escapes stay byte for byte as they were.
+//! - [`repair`]: the caller controls parts of its own CloudTrail record (user agent,
+//!   request parameters). A record that other JSON parsers accept but `serde_json`
+//!   rejects must still be evaluated, or the detection fails closed. The repair turns
+//!   the defects such parsers tolerate into valid JSON and says what it changed:
+//!   lone UTF-16 surrogate escapes become `\ufffd`, numbers outside the `f64` range
+//!   are kept as their text (a JSON string), raw control characters in strings are
+//!   escaped, and invalid UTF-8 becomes U+FFFD. Nesting deeper than the strict
+//!   parser allows is handled by [`parse_value`].
+//!
+//! The input is a record the scanner has already delimited, so strings and brackets
+//! are balanced; anything else that is wrong (a missing comma, a bad literal) is left
+//! as it is and still fails the parse, as it would in any parser.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt::Write;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// Warnings kept per record; further ones are counted in the last entry.
+const MAX_WARNINGS: usize = 8;
+
+/// Containers nested deeper than this are not materialised for rule evaluation (the
+/// record text keeps them). Below `serde_json`'s own limit of 128, so the strict
+/// parser's stack bound holds, and far deeper than any field a rule reads.
+pub const MAX_EVALUATED_DEPTH: usize = 100;
+
+/// What [`repair`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repaired {
+    /// Compact JSON text of the record.
+    pub json: String,
+    /// What was changed, each with its byte offset in the decoded object.
+    pub warnings: Vec<String>,
+}
+
+fn is_json_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// The record without whitespace between tokens. Borrows when there is none.
+pub fn compact(record: &str) -> Cow<'_, str> {
+    let bytes = record.as_bytes();
+    let mut in_string = false;
+    let mut escaped = false;
+    let needs_work = bytes.iter().any(|&b| {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            false
+        } else {
+            in_string = b == b'"';
+            is_json_whitespace(b)
+        }
+    });
+    if !needs_work {
+        return Cow::Borrowed(record);
+    }
+    let mut out = String::with_capacity(record.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in record.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c.is_ascii() && is_json_whitespace(c as u8) {
+            continue;
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
+struct Warnings {
+    base: u64,
+    list: Vec<String>,
+    more: usize,
+}
+
+impl Warnings {
+    fn push(&mut self, at: usize, message: std::fmt::Arguments) {
+        if self.list.len() < MAX_WARNINGS {
+            self.list
+                .push(format!("byte {}: {message}", self.base + at as u64));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.list.push(format!("and {} more", self.more));
+        }
+        self.list
+    }
+}
+
+fn hex4(bytes: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(bytes.get(..4)?).ok()?;
+    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u16::from_str_radix(text, 16).ok()
+}
+
+/// Repairs and compacts one record; `offset` is its position in the decoded object,
+/// for the warnings.
+pub fn repair(record: &[u8], offset: u64) -> Repaired {
+    let mut out: Vec<u8> = Vec::with_capacity(record.len());
+    let mut warnings = Warnings {
+        base: offset,
+        list: Vec::new(),
+        more: 0,
+    };
+    let mut i = 0;
+    while i < record.len() {
+        let b = record[i];
+        match b {
+            b'"' => i = repair_string(record, i, &mut out, &mut warnings),
+            b'-' | b'0'..=b'9' => {
+                let end = record[i..]
+                    .iter()
+                    .position(|&c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .map_or(record.len(), |n| i + n);
+                let token = &record[i..end];
+                let overflows = std::str::from_utf8(token)
+                    .ok()
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .is_some_and(|v| !v.is_finite());
+                if overflows {
+                    let text = String::from_utf8_lossy(token);
+                    warnings.push(
+                        i,
+                        format_args!("number {text} is out of range, kept as text"),
+                    );
+                    out.push(b'"');
+                    out.extend_from_slice(token);
+                    out.push(b'"');
+                } else {
+                    out.extend_from_slice(token);
+                }
+                i = end;
+            }
+            _ if is_json_whitespace(b) => i += 1,
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    let json = match String::from_utf8(out) {
+        Ok(json) => json,
+        Err(e) => {
+            warnings.push(
+                e.utf8_error().valid_up_to(),
+                format_args!("invalid UTF-8 replaced by U+FFFD"),
+            );
+            String::from_utf8_lossy(e.as_bytes()).into_owned()
+        }
+    };
+    Repaired {
+        json,
+        warnings: warnings.finish(),
+    }
+}
+
+/// Copies the string starting at `record[start] == b'"'`; returns the index after
+/// its closing quote (or the end of the record).
+fn repair_string(record: &[u8], start: usize, out: &mut Vec<u8>, warnings: &mut Warnings) -> usize {
+    out.push(b'"');
+    let mut i = start + 1;
+    while i < record.len() {
+        let b = record[i];
+        match b {
+            b'"' => {
+                out.push(b'"');
+                return i + 1;
+            }
+            b'\\' if record.get(i + 1) == Some(&b'u') => {
+                let Some(unit) = hex4(&record[i + 2..]) else {
+                    // Not a hex escape: left for the parser to reject.
+                    out.extend_from_slice(&record[i..i + 2]);
+                    i += 2;
+                    continue;
+                };
+                let pair = (0xD800..0xDC00).contains(&unit)
+                    && record.get(i + 6..i + 8) == Some(b"\\u")
+                    && hex4(&record[i + 8..]).is_some_and(|low| (0xDC00..0xE000).contains(&low));
+                if pair {
+                    out.extend_from_slice(&record[i..i + 12]);
+                    i += 12;
+                } else if (0xD800..0xE000).contains(&unit) {
+                    warnings.push(
+                        i,
+                        format_args!("lone surrogate \\u{unit:04x} replaced by U+FFFD"),
+                    );
+                    out.extend_from_slice(b"\\ufffd");
+                    i += 6;
+                } else {
+                    out.extend_from_slice(&record[i..i + 6]);
+                    i += 6;
+                }
+            }
+            b'\\' => {
+                let end = (i + 2).min(record.len());
+                out.extend_from_slice(&record[i..end]);
+                i = end;
+            }
+            0x00..=0x1f => {
+                warnings.push(
+                    i,
+                    format_args!("control character 0x{b:02x} in a string escaped"),
+                );
+                let mut escape = String::with_capacity(6);
+                let _ = write!(escape, "\\u{b:04x}");
+                out.extend_from_slice(escape.as_bytes());
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    i
+}
+
+/// Parses valid JSON text into a [`Value`] for rule evaluation, materialising
+/// containers down to [`MAX_EVALUATED_DEPTH`] and skipping deeper ones (their text
+/// is still validated, without recursion). Returns the value and whether anything
+/// was skipped.
+pub fn parse_value(json: &str) -> Result<(Value, bool), serde_json::Error> {
+    let skipped = Cell::new(false);
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let value = Limited {
+        depth: 0,
+        skipped: &skipped,
+    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok((value, skipped.get()))
+}
+
+#[derive(Clone, Copy)]
+struct Limited<'a> {
+    depth: usize,
+    skipped: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for Limited<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        if self.depth >= MAX_EVALUATED_DEPTH {
+            deserializer.deserialize_ignored_any(IgnoredAny)?;
+            self.skipped.set(true);
+            return Ok(Value::Null);
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Limited<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = Limited {
+            depth: self.depth + 1,
+            ..self
+        };
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(inner)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = Limited {
+            depth: self.depth + 1,
+            ..self
+        };
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(inner)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_removes_whitespace_between_tokens_only() {
+        let pretty = "{\r\n  \"a\" : [ 1 ,\t2 ],\n  \"b\": \"x y\\\" z\" }";
+        assert_eq!(compact(pretty), r#"{"a":[1,2],"b":"x y\" z"}"#);
+        let tight = r#"{"a":"  spaced  "}"#;
+        assert!(matches!(compact(tight), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let fixed = repair(br#"{"u":"\udc00x","v":"\ud800","w":"\ud83d\ude80"}"#, 10);
+        assert_eq!(
+            fixed.json,
+            r#"{"u":"\ufffdx","v":"\ufffd","w":"\ud83d\ude80"}"#
+        );
+        assert_eq!(fixed.warnings.len(), 2, "{:?}", fixed.warnings);
+        assert!(fixed.warnings[0].starts_with("byte 16: lone surrogate \\udc00"));
+        let value: Value = serde_json::from_str(&fixed.json).unwrap();
+        assert_eq!(value["u"], "\u{fffd}x");
+        assert_eq!(value["w"], "\u{1f680}");
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_kept_as_text() {
+        let fixed = repair(
+            br#"{"n":1e400,"m":-2.5E+999,"ok":[1e300,12345678901234567890123]}"#,
+            0,
+        );
+        assert_eq!(
+            fixed.json,
+            r#"{"n":"1e400","m":"-2.5E+999","ok":[1e300,12345678901234567890123]}"#
+        );
+        assert_eq!(fixed.warnings.len(), 2);
+        assert!(fixed.warnings[0].contains("number 1e400 is out of range"));
+    }
+
+    #[test]
+    fn control_characters_and_invalid_utf8_are_made_valid() {
+        let fixed = repair(b"{\"a\":\"x\ty\",\"b\":\"\xff\"}", 0);
+        assert_eq!(fixed.json, "{\"a\":\"x\\u0009y\",\"b\":\"\u{fffd}\"}");
+        assert_eq!(fixed.warnings.len(), 2, "{:?}", fixed.warnings);
+        assert!(serde_json::from_str::<Value>(&fixed.json).is_ok());
+    }
+
+    #[test]
+    fn other_syntax_errors_are_left_for_the_parser() {
+        let fixed = repair(br#"{"a":tru,"b":"\x"}"#, 0);
+        assert!(fixed.warnings.is_empty());
+        assert!(parse_value(&fixed.json).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_parsed_without_the_strict_limit() {
+        let depth = 5000;
+        let json = format!(
+            r#"{{"eventName":"StartExportTask","p":{}1{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        assert!(
+            serde_json::from_str::<Value>(&json).is_err(),
+            "strict limit"
+        );
+        let (value, skipped) = parse_value(&json).unwrap();
+        assert!(skipped);
+        assert_eq!(value["eventName"], "StartExportTask");
+        let shallow = parse_value(r#"{"a":[[{"b":1}]]}"#).unwrap();
+        assert_eq!(shallow, (serde_json::json!({"a":[[{"b":1}]]}), false));
+    }
+
+    #[test]
+    fn warnings_are_capped() {
+        let record = format!("{{\"a\":\"{}\"}}", "\\udc00".repeat(20));
+        let fixed = repair(record.as_bytes(), 0);
+        assert_eq!(fixed.warnings.len(), MAX_WARNINGS + 1);
+        assert_eq!(fixed.warnings.last().unwrap(), "and 12 more");
+    }
+}
