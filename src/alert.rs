@@ -14,11 +14,16 @@ use sha2::{Digest, Sha256};
 use crate::dedup::Rollup;
 use crate::detect::Match;
 use crate::rule::{first_present, lookup, scalar_text, Rule, Severity};
+use crate::text::truncate_marked;
 use crate::time::format_ms;
 use crate::UNKNOWN;
 
-/// SNS caps a message at 256 KiB; above this the raw event is left out.
-pub const MAX_MESSAGE_BYTES: usize = 240 * 1024;
+/// SNS's limit for one publish request: the message (every variant, as sent), the
+/// subject and the message attributes together.
+pub const SNS_PUBLISH_LIMIT: usize = 262_144;
+/// Field caps tried in turn when a notification is too large for SNS (see
+/// [`fit_to_sns`]): `None` leaves out only the optional bulk (the raw event).
+const SHRINK_STEPS: [Option<usize>; 5] = [None, Some(4096), Some(1024), Some(256), Some(64)];
 /// SNS subject limit.
 pub const MAX_SUBJECT_CHARS: usize = 100;
 
@@ -105,6 +110,82 @@ pub struct AlertDocument {
     /// What the lenient parse repaired in the record (see `decode::repair`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parse_warnings: Vec<String>,
+    /// Fields cut to fit SNS's message size (each ends with a `[truncated ...]` mark).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub truncated_fields: Vec<String>,
+}
+
+/// Records which fields [`truncate_marked`] cut.
+struct Cutter {
+    max: usize,
+    cut: Vec<String>,
+}
+
+impl Cutter {
+    fn text(&mut self, name: &str, value: &mut String) {
+        if let std::borrow::Cow::Owned(short) = truncate_marked(value, self.max) {
+            *value = short;
+            self.cut.push(name.to_owned());
+        }
+    }
+
+    /// A non-string value too long as JSON text becomes its cut text.
+    fn value(&mut self, name: &str, value: &mut Value) {
+        match value {
+            Value::String(text) => self.text(name, text),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+            other => {
+                let mut text = other.to_string();
+                if text.len() > self.max {
+                    self.text(name, &mut text);
+                    *other = Value::String(text);
+                }
+            }
+        }
+    }
+
+    fn list(&mut self, name: &str, items: &mut [String]) {
+        for item in items {
+            self.text(name, item);
+        }
+    }
+
+    /// Names of the cut fields, each once, in the order they were cut.
+    fn into_names(self, mut already: Vec<String>) -> Vec<String> {
+        for name in self.cut {
+            if !already.contains(&name) {
+                already.push(name);
+            }
+        }
+        already
+    }
+}
+
+impl AlertDocument {
+    /// Cuts every field a record fills to `max` bytes.
+    fn truncate_fields(&mut self, max: usize) {
+        let mut cut = Cutter {
+            max,
+            cut: Vec::new(),
+        };
+        cut.text("title", &mut self.title);
+        cut.text("dedupKey", &mut self.dedup_key);
+        cut.text("eventTime", &mut self.event_time);
+        cut.text("eventId", &mut self.event_id);
+        cut.text("account", &mut self.account);
+        cut.text("region", &mut self.region);
+        cut.text("principal.arn", &mut self.principal.arn);
+        cut.text("principal.type", &mut self.principal.kind);
+        cut.text("principal.name", &mut self.principal.name);
+        cut.text("sourceIPAddress", &mut self.source_ip_address);
+        cut.text("userAgent", &mut self.user_agent);
+        cut.text("source", &mut self.source);
+        for (name, value) in self.context.iter_mut() {
+            cut.value(name, value);
+        }
+        cut.list("parseWarnings", &mut self.parse_warnings);
+        self.truncated_fields = cut.into_names(std::mem::take(&mut self.truncated_fields));
+    }
 }
 
 /// The roll-up document: what a window suppressed.
@@ -131,6 +212,28 @@ pub struct RollupDocument {
     pub snapshots: Vec<String>,
     pub buckets: Vec<String>,
     pub principals: Vec<String>,
+    /// Fields cut to fit SNS's message size (each ends with a `[truncated ...]` mark).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub truncated_fields: Vec<String>,
+}
+
+impl RollupDocument {
+    /// Cuts every field a record fills to `max` bytes.
+    fn truncate_fields(&mut self, max: usize) {
+        let mut cut = Cutter {
+            max,
+            cut: Vec::new(),
+        };
+        cut.text("title", &mut self.title);
+        cut.text("dedupKey", &mut self.dedup_key);
+        cut.text("account", &mut self.account);
+        cut.text("region", &mut self.region);
+        cut.text("firstAlertEventId", &mut self.first_alert_event_id);
+        cut.list("snapshots", &mut self.snapshots);
+        cut.list("buckets", &mut self.buckets);
+        cut.list("principals", &mut self.principals);
+        self.truncated_fields = cut.into_names(std::mem::take(&mut self.truncated_fields));
+    }
 }
 
 /// What a sink publishes.
@@ -165,6 +268,47 @@ impl Notification {
     pub fn sns_message(&self) -> String {
         serde_json::json!({"default": self.document, "email": self.email}).to_string()
     }
+
+    /// Bytes SNS counts against [`SNS_PUBLISH_LIMIT`]: the message as sent (the
+    /// document escaped inside it), the subject, and each attribute's name, data
+    /// type and value.
+    pub fn publish_bytes(&self) -> usize {
+        let attributes: usize = self
+            .attributes()
+            .iter()
+            .map(|(name, value)| name.len() + "String".len() + value.len())
+            .sum();
+        self.sns_message().len() + self.subject.len() + attributes
+    }
+
+    /// Last resort when the rule's own texts are too long: cut the e-mail (the
+    /// document stays whole and valid).
+    fn cut_email_to_fit(&mut self) {
+        while self.publish_bytes() > SNS_PUBLISH_LIMIT && self.email.len() > 64 {
+            let max = self.email.len() * 3 / 4;
+            self.email = truncate_marked(&self.email, max).into_owned();
+        }
+    }
+}
+
+/// Renders a document, shrinking it step by step ([`SHRINK_STEPS`]) until the
+/// publish request fits SNS: a message SNS refuses is an alert lost, so every
+/// field a record fills is cut before that can happen, and the cut is marked.
+fn fit_to_sns<D>(
+    document: &mut D,
+    render: impl Fn(&D) -> Notification,
+    shrink: impl Fn(&mut D, Option<usize>),
+) -> Notification {
+    let mut notification = render(document);
+    for step in SHRINK_STEPS {
+        if notification.publish_bytes() <= SNS_PUBLISH_LIMIT {
+            return notification;
+        }
+        shrink(document, step);
+        notification = render(document);
+    }
+    notification.cut_email_to_fit();
+    notification
 }
 
 /// Stable id of a window's alert: the same rule, key and window always give the same
@@ -248,25 +392,27 @@ pub fn build_alert(
         event: Some(m.raw.clone()),
         event_omitted: false,
         parse_warnings: m.parse_warnings.clone(),
+        truncated_fields: Vec::new(),
     };
-    let email = alert_email(rule, &document);
-    let mut json = serde_json::to_string(&document).expect("alert documents serialize");
-    if json.len() + email.len() > MAX_MESSAGE_BYTES {
-        document.event = None;
-        document.event_omitted = true;
-        json = serde_json::to_string(&document).expect("alert documents serialize");
-    }
-    Notification {
+    let subject = subject_line(severity, &rule.subject_for(record));
+    let render = |document: &AlertDocument| Notification {
         kind: "alert",
-        subject: subject_line(severity, &rule.subject_for(record)),
-        alert_id: document.alert_id,
-        document: json,
-        email,
+        subject: subject.clone(),
+        alert_id: document.alert_id.clone(),
+        document: serde_json::to_string(document).expect("alert documents serialize"),
+        email: alert_email(rule, document),
         severity,
         rule_id: rule.id.clone(),
-        account: document.account,
-        region: document.region,
-    }
+        account: document.account.clone(),
+        region: document.region.clone(),
+    };
+    fit_to_sns(&mut document, render, |document, step| {
+        document.event = None;
+        document.event_omitted = true;
+        if let Some(max) = step {
+            document.truncate_fields(max);
+        }
+    })
 }
 
 fn context_text(doc: &AlertDocument, name: &str) -> String {
@@ -379,7 +525,7 @@ pub fn build_rollup(rule: &Rule, rollup: &Rollup) -> Notification {
     let account = parts.next().unwrap_or(UNKNOWN).to_owned();
     let region = parts.next().unwrap_or(UNKNOWN).to_owned();
     let list = |set: &std::collections::BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>();
-    let doc = RollupDocument {
+    let mut doc = RollupDocument {
         kind: "rollup",
         alert_id: alert_id(&rule.id, &rollup.key, w.open_ms, "rollup"),
         rule_id: rule.id.clone(),
@@ -406,7 +552,35 @@ pub fn build_rollup(rule: &Rule, rollup: &Rollup) -> Notification {
         snapshots: list(&w.snapshots),
         buckets: list(&w.buckets),
         principals: list(&w.principals),
+        truncated_fields: Vec::new(),
     };
+    let subject = subject_line(
+        rule.severity,
+        &format!(
+            "{} more RDS snapshot export(s) in {}/{} (roll-up)",
+            w.suppressed, account, region
+        ),
+    );
+    let render = |doc: &RollupDocument| Notification {
+        kind: "rollup",
+        alert_id: doc.alert_id.clone(),
+        subject: subject.clone(),
+        document: serde_json::to_string(doc).expect("roll-up documents serialize"),
+        email: rollup_email(rule, doc),
+        severity: rule.severity,
+        rule_id: rule.id.clone(),
+        account: doc.account.clone(),
+        region: doc.region.clone(),
+    };
+    fit_to_sns(&mut doc, render, |doc, step| {
+        if let Some(max) = step {
+            doc.truncate_fields(max);
+        }
+    })
+}
+
+/// The roll-up e-mail: the window, what it suppressed, the runbook.
+fn rollup_email(rule: &Rule, doc: &RollupDocument) -> String {
     let mut email = String::new();
     let _ = writeln!(
         email,
@@ -430,23 +604,7 @@ pub fn build_rollup(rule: &Rule, rollup: &Rollup) -> Notification {
     push_list(&mut email, "Buckets", &doc.buckets);
     push_list(&mut email, "Principals", &doc.principals);
     let _ = write!(email, "\nRunbook\n{}", indent(&doc.runbook));
-    Notification {
-        kind: "rollup",
-        alert_id: doc.alert_id.clone(),
-        subject: subject_line(
-            rule.severity,
-            &format!(
-                "{} more RDS snapshot export(s) in {}/{} (roll-up)",
-                w.suppressed, account, region
-            ),
-        ),
-        document: serde_json::to_string(&doc).expect("roll-up documents serialize"),
-        email,
-        severity: rule.severity,
-        rule_id: rule.id.clone(),
-        account,
-        region,
-    }
+    email
 }
 
 #[cfg(test)]
@@ -576,15 +734,115 @@ mod tests {
         assert_eq!(msg["default"], n.document);
     }
 
+    /// The request size counted from what SnsSink sends, independently of
+    /// `publish_bytes`: the message JSON, the subject, each attribute.
+    fn request_bytes(n: &Notification) -> usize {
+        let message = serde_json::json!({"default": n.document, "email": n.email}).to_string();
+        let attributes: usize = [
+            ("severity", n.severity.label()),
+            ("rule_id", n.rule_id.as_str()),
+            ("account", n.account.as_str()),
+            ("region", n.region.as_str()),
+        ]
+        .iter()
+        .map(|(name, value)| name.len() + 6 + value.len())
+        .sum();
+        message.len() + n.subject.len() + attributes
+    }
+
     #[test]
-    fn huge_events_are_left_out_of_the_message() {
+    fn a_large_event_is_kept_when_it_fits() {
         let (rule, mut m) = seed_match();
-        m.record["requestParameters"]["s3Prefix"] = Value::String("p".repeat(300_000));
+        m.record["requestParameters"]["s3Prefix"] = Value::String("p".repeat(60_000));
         m.raw = RawValue::from_string(m.record.to_string()).unwrap();
         let n = build_alert(&rule, &m, "k", 0, 3_600_000);
         let doc: Value = serde_json::from_str(&n.document).unwrap();
-        assert!(doc.get("event").is_none());
-        assert_eq!(doc["eventOmitted"], true);
+        assert_eq!(doc["event"], m.record);
+        assert!(doc.get("eventOmitted").is_none());
+        assert!(doc.get("truncatedFields").is_none());
+        assert!(request_bytes(&n) <= SNS_PUBLISH_LIMIT);
+    }
+
+    #[test]
+    fn huge_events_are_left_out_and_huge_fields_cut_to_fit_sns() {
+        let (rule, mut m) = seed_match();
+        // Control characters escape to six bytes, twice over (document, message).
+        let hostile = "\u{1}".repeat(300_000);
+        for (field, value) in [
+            ("s3Prefix", "p".repeat(300_000)),
+            ("s3Prefix", hostile.clone()),
+            ("kmsKeyId", hostile.clone()),
+        ] {
+            m.record["requestParameters"][field] = Value::String(value.clone());
+            m.record["userAgent"] = Value::String(value);
+            m.record["awsRegion"] = Value::String(hostile.clone());
+            m.raw = RawValue::from_string(m.record.to_string()).unwrap();
+            let n = build_alert(&rule, &m, "k", 0, 3_600_000);
+            let size = request_bytes(&n);
+            assert!(size <= SNS_PUBLISH_LIMIT, "{field}: {size} bytes");
+            assert_eq!(size, n.publish_bytes());
+            let doc: Value = serde_json::from_str(&n.document).unwrap();
+            assert!(doc.get("event").is_none());
+            assert_eq!(doc["eventOmitted"], true);
+            let cut: Vec<&str> = doc["truncatedFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            for name in [field, "userAgent", "region"] {
+                assert!(cut.contains(&name), "{name} not in {cut:?}");
+            }
+            assert!(doc["userAgent"]
+                .as_str()
+                .unwrap()
+                .ends_with("...[truncated from 300000 bytes]"));
+            assert!(n.email.contains("[truncated from 300000 bytes]"));
+        }
+    }
+
+    #[test]
+    fn rollups_of_huge_values_fit_sns() {
+        let (rule, _) = seed_match();
+        let hostile = "\u{1}".repeat(300_000);
+        let mut window = crate::dedup::Window::default();
+        for i in 0..crate::dedup::MAX_DISTINCT {
+            let value = format!("{i}{hostile}");
+            window.absorb(&crate::dedup::Claim {
+                key: String::new(),
+                event_time_ms: 0,
+                event_id: String::new(),
+                window_ms: 0,
+                snapshot: value.clone(),
+                bucket: value.clone(),
+                principal: value,
+            });
+        }
+        let stored = window.snapshots.iter().next().unwrap();
+        assert_eq!(
+            stored.len(),
+            crate::dedup::MAX_DISTINCT_BYTES,
+            "capped when stored"
+        );
+        let rollup = Rollup {
+            key: format!("{}:{hostile}:{hostile}", rule.id),
+            window,
+        };
+        let n = build_rollup(&rule, &rollup);
+        assert!(
+            request_bytes(&n) <= SNS_PUBLISH_LIMIT,
+            "{}",
+            request_bytes(&n)
+        );
+        let doc: Value = serde_json::from_str(&n.document).unwrap();
+        assert_eq!(
+            doc["snapshots"].as_array().unwrap().len(),
+            crate::dedup::MAX_DISTINCT
+        );
+        assert!(doc["truncatedFields"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("snapshots")));
     }
 
     #[test]

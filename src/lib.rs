@@ -24,6 +24,7 @@ pub mod rule;
 pub mod scan;
 pub mod sink;
 pub mod source;
+pub mod text;
 pub mod time;
 pub mod trigger;
 

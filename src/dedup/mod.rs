@@ -27,6 +27,9 @@ pub use memory::MemoryStore;
 
 /// At most this many distinct snapshots, buckets or principals are kept per window.
 pub const MAX_DISTINCT: usize = 20;
+/// Bytes kept of each distinct value: a record's fields are the caller's to fill,
+/// and the window must fit a DynamoDB item and a roll-up in one SNS message.
+pub const MAX_DISTINCT_BYTES: usize = 1024;
 
 /// What one match brings to its window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +96,7 @@ impl Window {
             (&mut self.principals, &claim.principal),
         ] {
             if set.len() < MAX_DISTINCT {
-                set.insert(value.clone());
+                set.insert(crate::text::truncate_marked(value, MAX_DISTINCT_BYTES).into_owned());
             }
         }
     }
