@@ -31,8 +31,10 @@ impl Input {
 }
 
 /// Expands the paths: files as given, directories recursively (`.json.gz` and
-/// `.json` files, in name order), `-` for standard input. Unreadable paths are
-/// returned as failures, not fatal.
+/// `.json` files, in name order, following symbolic links), `-` for standard input.
+/// Unreadable paths are returned as failures, not fatal. A link back to a folder
+/// being walked is not followed again: it is reported once on stderr and skipped
+/// (its files are already being read).
 pub fn collect_inputs(paths: &[PathBuf]) -> (Vec<Input>, Vec<String>) {
     let mut inputs = Vec::new();
     let mut failures = Vec::new();
@@ -54,30 +56,38 @@ pub fn collect_inputs(paths: &[PathBuf]) -> (Vec<Input>, Vec<String>) {
 }
 
 fn walk(dir: &Path, inputs: &mut Vec<Input>, failures: &mut Vec<String>) {
-    let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(e) => {
-            failures.push(format!("{}: {e}", dir.display()));
-            return;
-        }
-    };
-    entries.sort();
-    for path in entries {
-        match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => walk(&path, inputs, failures),
-            Ok(meta) => {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default();
-                if name.ends_with(".json.gz") || name.ends_with(".json") {
-                    inputs.push(Input::File {
-                        path,
-                        size: meta.len(),
-                    });
-                }
+    let entries = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.loop_ancestor().is_some() => {
+                eprintln!("trailwatch: warning: {e}: not followed");
+                continue;
             }
-            Err(e) => failures.push(format!("{}: {e}", path.display())),
+            Err(e) => {
+                let path = e.path().unwrap_or(dir).display().to_string();
+                let cause = e
+                    .io_error()
+                    .map_or_else(|| e.to_string(), ToString::to_string);
+                failures.push(format!("{path}: {cause}"));
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy();
+        if !(name.ends_with(".json.gz") || name.ends_with(".json")) {
+            continue;
+        }
+        match entry.metadata() {
+            Ok(meta) => inputs.push(Input::File {
+                path: entry.into_path(),
+                size: meta.len(),
+            }),
+            Err(e) => failures.push(format!("{}: {e}", entry.path().display())),
         }
     }
 }
@@ -88,6 +98,17 @@ pub fn read_inputs(
     inputs: &[Input],
     jobs: usize,
     progress: bool,
+) -> Vec<ObjectReport> {
+    read_inputs_with(inputs, jobs, progress, |input| read_one(detector, input))
+}
+
+/// [`read_inputs`] with the per-input reader given: a panic in `read` becomes that
+/// input's failure and the other inputs are still read.
+fn read_inputs_with(
+    inputs: &[Input],
+    jobs: usize,
+    progress: bool,
+    read: impl Fn(&Input) -> ObjectReport + Sync,
 ) -> Vec<ObjectReport> {
     let total: u64 = inputs
         .iter()
@@ -119,7 +140,8 @@ pub fn read_inputs(
                 let Some(input) = inputs.get(index) else {
                     break;
                 };
-                let report = read_one(detector, input);
+                let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(input)))
+                    .unwrap_or_else(|_| internal_failure(&input.name()));
                 if let Input::File { size, .. } = input {
                     bar.inc(*size);
                 }
@@ -128,30 +150,33 @@ pub fn read_inputs(
         }
     });
     bar.finish_and_clear();
+    // Every input has a report: one a worker never delivered (it died outside the
+    // per-file guard) is that input's failure, never a silent gap.
     results
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .into_iter()
-        .flatten()
+        .zip(inputs)
+        .map(|(report, input)| report.unwrap_or_else(|| internal_failure(&input.name())))
         .collect()
+}
+
+fn internal_failure(name: &str) -> ObjectReport {
+    ObjectReport::failed(
+        name,
+        crate::decode::DecodeError::Io(std::io::Error::other("internal error while reading")),
+    )
 }
 
 fn read_one(detector: &Detector, input: &Input) -> ObjectReport {
     let name = input.name();
-    let read = || match input {
+    match input {
         Input::Stdin => detector.detect(std::io::stdin().lock(), &name),
         Input::File { path, .. } => match std::fs::File::open(path) {
             Ok(file) => detector.detect(file, &name),
             Err(e) => ObjectReport::failed(&name, e.into()),
         },
-    };
-    // A panic on one file must not take the others down: it becomes that file's error.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
-        ObjectReport::failed(
-            &name,
-            crate::decode::DecodeError::Io(std::io::Error::other("internal error while reading")),
-        )
-    })
+    }
 }
 
 /// What a scan did.
@@ -206,9 +231,10 @@ pub async fn run(
     let reports = {
         let detector = detector.clone();
         let inputs = inputs.clone();
+        let names: Vec<String> = inputs.iter().map(Input::name).collect();
         tokio::task::spawn_blocking(move || read_inputs(&detector, &inputs, jobs, progress))
             .await
-            .unwrap_or_default()
+            .unwrap_or_else(|_| names.iter().map(|name| internal_failure(name)).collect())
     };
     let mut counters = Counters::default();
     let mut matches = Vec::new();
@@ -231,5 +257,55 @@ pub async fn run(
         counters,
         failures,
         elapsed: started.elapsed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_to_a_parent_folder_is_walked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = dir.path().join("AWSLogs/1/CloudTrail/us-east-1/2024/03/15");
+        std::fs::create_dir_all(&day).unwrap();
+        std::fs::write(day.join("a.json.gz"), b"x").unwrap();
+        std::fs::write(day.join("notes.txt"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path(), day.join("loop")).unwrap();
+        let (inputs, failures) = collect_inputs(&[dir.path().to_path_buf()]);
+        assert!(failures.is_empty(), "{failures:?}");
+        assert_eq!(inputs.len(), 1, "{inputs:?}");
+        assert_eq!(
+            inputs[0].name(),
+            day.join("a.json.gz").display().to_string()
+        );
+    }
+
+    #[test]
+    fn a_reader_that_panics_fails_its_input_only() {
+        let inputs: Vec<Input> = ["a", "boom", "c"]
+            .iter()
+            .map(|name| Input::File {
+                path: PathBuf::from(name),
+                size: 0,
+            })
+            .collect();
+        let reports = read_inputs_with(&inputs, 2, false, |input| {
+            let name = input.name();
+            assert_ne!(name, "boom", "simulated reader bug");
+            ObjectReport::failed(&name, std::io::Error::other("read").into())
+        });
+        let errors: Vec<String> = reports
+            .iter()
+            .map(|r| format!("{}: {}", r.source, r.error.as_ref().unwrap()))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "a: read failed: read",
+                "boom: read failed: internal error while reading",
+                "c: read failed: read"
+            ]
+        );
     }
 }
