@@ -19,6 +19,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config as ProptestConfig2, TestRng, TestRunner};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -134,7 +136,7 @@ for path in sys.argv[1:]:
     data = open(path, "rb").read()
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
-    records = json.loads(data.decode("utf-8-sig"))["Records"]
+    records = json.loads(data.decode("utf-8-sig"), strict=False)["Records"]
     ids = [r["eventID"] for r in records
            if r.get("eventSource") == "rds.amazonaws.com"
            and r.get("eventName") == "StartExportTask" and r.get("errorCode") is None]
@@ -382,6 +384,66 @@ proptest! {
             prop_assert!(!m.raw.get().contains('\n'));
         }
     }
+}
+
+/// A defective record as the property generates it: (must alert, text).
+fn defective_record() -> impl Strategy<Value = (bool, String)> {
+    (
+        defective_string(),
+        defective_number(),
+        0usize..400,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(agent, number, depth, object, ok)| {
+            let extra = format!(
+                r#""userAgent":{agent},"additionalEventData":{}"#,
+                deep(number, depth, object)
+            );
+            (ok, extra)
+        })
+}
+
+/// Many random defective records in one file: the fast path, the path that parses
+/// every record, and Python's lenient full parse find the same matches.
+#[test]
+fn fast_path_slow_path_and_python_agree_on_random_defects() {
+    let mut runner = TestRunner::new_with_rng(
+        ProptestConfig2::default(),
+        TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
+    );
+    let strategy = defective_record();
+    let mut records = Vec::new();
+    let mut built_to_match = BTreeSet::new();
+    for i in 0..300 {
+        let (ok, extra) = strategy.new_tree(&mut runner).unwrap().current();
+        let id = format!("r{i}");
+        if ok {
+            built_to_match.insert(id.clone());
+        }
+        records.push(record(&id, "2024-03-15T10:00:00Z", ok, &extra));
+    }
+    let document = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("random.json.gz"), gzip(document.as_bytes())).unwrap();
+    let python = python_matches(dir.path(), &["random.json.gz".to_owned()]).remove(0);
+    assert_eq!(
+        python, built_to_match,
+        "Python's lenient parse matches what was built to"
+    );
+    let ids = |detector: Detector| -> BTreeSet<String> {
+        let report = detector.detect(gzip(document.as_bytes()).as_slice(), "s3://trail/k");
+        assert!(report.error.is_none(), "{:?}", report.error);
+        assert!(
+            report.lenient_records > 150,
+            "mostly defective: {}",
+            report.lenient_records
+        );
+        report.matches.into_iter().map(|m| m.event_id).collect()
+    };
+    let fast = Detector::new(RuleSet::embedded(), Limits::default());
+    assert_eq!(ids(fast.clone()), python, "fast path");
+    assert_eq!(ids(fast.without_prefilter()), python, "every record parsed");
 }
 
 /// Through SNS as AWS enforces it: a record with 300 kB fields still alerts, and
