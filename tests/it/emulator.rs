@@ -6,10 +6,7 @@
 //! deployed function does: conditional writes under concurrency, at-least-once
 //! publication, roll-ups of closed windows, expired items.
 
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/stack.rs"]
-mod stack;
+use crate::support::{moto, stack};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -134,7 +131,7 @@ async fn flush(alerter: &Alerter, now_ms: i64) -> (Counters, usize) {
 async fn s3_object_in_alert_out_through_sns_to_sqs_once_per_window() {
     let stack = Stack::start().await;
     // The sample notification and log file, in this test's bucket.
-    let mut event: Value = serde_json::from_str(include_str!("../events/s3-put.json")).unwrap();
+    let mut event: Value = serde_json::from_str(include_str!("../../events/s3-put.json")).unwrap();
     event["Records"][0]["s3"]["bucket"]["name"] = Value::String(stack.bucket.clone());
     let key = event["Records"][0]["s3"]["object"]["key"]
         .as_str()

@@ -1,13 +1,9 @@
 //! Test helper: a private `moto_server` (local AWS endpoints for S3, SNS, SQS,
 //! DynamoDB, ...) on a free loopback port, killed when the handle is dropped.
 //!
-//! Include it from an integration test with
-//! `#[path = "support/moto.rs"] mod moto;`.
-//!
 //! The executable is looked up in this order: `$TRAILWATCH_MOTO_SERVER`,
 //! `<crate>/.venv/bin/moto_server` (made by `scripts/venv.sh`), `moto_server`
 //! on `PATH`.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -122,19 +118,6 @@ impl MotoServer {
             .force_path_style(true)
             .build();
         aws_sdk_s3::Client::from_conf(s3_conf)
-    }
-
-    /// Environment for a child process (the `trailwatch` binary) that must talk
-    /// to this server through the default AWS configuration chain.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_REGION", REGION.to_string()),
-            ("AWS_DEFAULT_REGION", REGION.to_string()),
-            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        ]
     }
 }
 

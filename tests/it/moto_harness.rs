@@ -1,7 +1,6 @@
 //! Self-test of the moto_server harness used by the AWS integration tests.
 
-#[path = "support/moto.rs"]
-mod moto;
+use crate::support::moto;
 
 use aws_sdk_s3::primitives::ByteStream;
 

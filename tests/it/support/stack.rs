@@ -1,11 +1,6 @@
 //! Test helper: the function's AWS surroundings on a private `moto_server` (an S3
 //! bucket, an SNS topic with an SQS queue subscribed, a DynamoDB dedup table) and
 //! the Lambda handler wired to them the way `run_lambda` wires it in production.
-//!
-//! Include it after the harness, with the harness named `moto`:
-//! `#[path = "support/moto.rs"] mod moto;` and
-//! `#[path = "support/stack.rs"] mod stack;`.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -21,7 +16,7 @@ use trailwatch::config::Config;
 use trailwatch::handler::Handler;
 use trailwatch::sink::{AlertSink, SnsSink};
 
-use crate::moto::{unique, MotoServer};
+use crate::support::moto::{unique, MotoServer};
 
 /// One alert as an SQS subscriber of the topic receives it.
 #[derive(Debug, Clone)]
@@ -174,10 +169,7 @@ impl Stack {
 
     /// The SNS sink of the function.
     pub fn sns_sink(&self) -> Arc<dyn AlertSink> {
-        Arc::new(SnsSink::new(
-            aws_sdk_sns::Client::new(&self.conf),
-            self.topic_arn.clone(),
-        ))
+        Arc::new(SnsSink::new(self.sns.clone(), self.topic_arn.clone()))
     }
 
     /// A handler built like `run_lambda` builds it (a fresh instance: a cold start),
