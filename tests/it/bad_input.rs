@@ -16,6 +16,8 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
 
+use crate::support::corpus::{self, Options};
+
 use trailwatch::config::Config;
 use trailwatch::decode::Limits;
 use trailwatch::dedup::MemoryStore;
@@ -702,30 +704,18 @@ async fn a_key_that_is_not_utf8_is_a_clear_trigger_error() {
     assert!(error.to_string().contains("%FF%FE"), "{error}");
 }
 
-/// Runs `gen_cloudtrail.py` into `dir`; returns the eventIDs that must alert.
+/// A seeded corpus of two files in `dir`; returns the eventIDs that must alert.
 fn generate(dir: &Path) -> BTreeSet<String> {
-    let generator = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/tools/gen_cloudtrail.py"
-    );
-    let status = Command::new("python3")
-        .arg(generator)
-        .args(["--events", "3000", "--files", "2", "--seed", "7"])
-        .args(["--export-rate", "0.002", "--out"])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("python3 {generator}: {e}"));
-    assert!(status.success(), "{generator} failed");
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
-    let alerts: BTreeSet<String> = manifest["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["duplicate"] != true)
-        .map(|a| a["eventID"].as_str().unwrap().to_owned())
-        .collect();
+    let options = Options {
+        events: 3000,
+        files: 2,
+        seed: 7,
+        export_rate: 0.002,
+        ..Options::default()
+    };
+    let alerts = corpus::generate(dir, &options)
+        .expect("generate the corpus")
+        .distinct_alerts();
     assert!(!alerts.is_empty(), "the manifest plants exports");
     alerts
 }

@@ -1,12 +1,17 @@
 //! The command line as a user runs it: `scan`, `test`, `invoke`, exit codes.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn shared(path: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/")).join(path)
+/// A file or folder of the real samples in `tests/data` (see its README).
+fn sample(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(path)
 }
 
 fn trailwatch(args: &[&str]) -> Output {
@@ -26,8 +31,8 @@ fn ndjson(out: &Output) -> Vec<Value> {
 
 #[test]
 fn real_samples_give_exactly_one_alert() {
-    let panther = shared("data/panther/all_cloudtrail_test_logs.json.gz");
-    let stratus = shared("data/stratus-red-team/_all_detonations.json.gz");
+    let panther = sample("panther/all_cloudtrail_test_logs.json.gz");
+    let stratus = sample("stratus-red-team/_all_detonations.json.gz");
     let out = trailwatch(&[
         "scan",
         "--format",
@@ -53,23 +58,97 @@ fn real_samples_give_exactly_one_alert() {
     assert!(stderr.contains("records=780"), "{stderr}");
 }
 
+/// Records in the `{"Records":[...]}` files under `dir`, by an ordinary full parse.
+fn records_in(dir: &Path) -> usize {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !name.ends_with(".json.gz") {
+            continue;
+        }
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(&path).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        total += doc["Records"].as_array().unwrap().len();
+    }
+    total
+}
+
+/// The summary's `name=value` on stderr.
+fn summary(stderr: &str, name: &str) -> u64 {
+    let field = format!("{name}=");
+    stderr
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&field))
+        .unwrap_or_else(|| panic!("no {name} in {stderr}"))
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn nothing_alerts_on_real_attack_detonations_and_the_real_log_file() {
+    let (stratus, trailscraper) = (sample("stratus-red-team"), sample("trailscraper"));
     let out = trailwatch(&[
         "scan",
         "--format",
         "json",
-        shared("data/stratus-red-team").to_str().unwrap(),
-        shared("data/trailscraper").to_str().unwrap(),
+        "--no-progress",
+        stratus.to_str().unwrap(),
+        trailscraper.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(ndjson(&out).is_empty(), "{stderr}");
+    // Every record was read: the 310 detonation events twice (one file per technique
+    // and all of them in one file) and the 2 of the real log file.
+    let expected = records_in(&stratus) + records_in(&trailscraper);
+    assert_eq!(expected, 2 * 310 + 2);
+    assert_eq!(summary(&stderr, "records"), expected as u64, "{stderr}");
+    assert_eq!(summary(&stderr, "files"), 37, "{stderr}");
+    assert_eq!(summary(&stderr, "matches"), 0, "{stderr}");
+    assert_eq!(summary(&stderr, "errors"), 0, "{stderr}");
+}
+
+#[test]
+fn the_rules_own_panther_cases_alert_as_labelled() {
+    // One file per case of AWS.RDS.SnapshotExport: exactly the `true` ones alert.
+    let cases = std::fs::read_to_string(sample("panther/rds_snapshot_export_cases.jsonl")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = BTreeSet::new();
+    for (index, line) in cases.lines().enumerate() {
+        let case: Value = serde_json::from_str(line).unwrap();
+        let path = dir.path().join(format!("case-{index}.json"));
+        std::fs::write(&path, format!("{{\"Records\":[{}]}}", case["log"])).unwrap();
+        if case["expected"] == true {
+            expected.insert(path.display().to_string());
+        }
+    }
+    assert_eq!(expected.len(), 2, "the rule has two positive cases");
+    let out = trailwatch(&[
+        "scan",
+        "--format",
+        "json",
+        "--no-dedup",
+        "--no-progress",
+        dir.path().to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(ndjson(&out).is_empty());
+    let alerted: BTreeSet<String> = ndjson(&out)
+        .iter()
+        .map(|a| a["source"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(alerted, expected);
 }
 
 #[test]
 fn every_panther_case_agrees_with_the_rule() {
     // The 537 labelled Panther logs: exactly the two `true` cases of our rule match.
-    let cases = std::fs::read_to_string(shared("data/panther/cases.jsonl")).unwrap();
+    let cases = std::fs::read_to_string(sample("panther/cases.jsonl")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut records = Vec::new();
     for line in cases.lines() {

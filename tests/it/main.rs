@@ -11,6 +11,7 @@ mod bad_input;
 mod cli;
 mod differential;
 mod emulator;
+mod generator;
 mod handler;
 mod moto_harness;
 mod oracle;

@@ -1,6 +1,6 @@
 //! The alerts of `trailwatch scan` on generated CloudTrail corpora equal what SPEC §4
 //! prescribes, computed here independently of the code under test: the expected
-//! exports come from the generator's manifest, their times from a plain
+//! exports come from the generator's manifest (`support::corpus`), their times from a plain
 //! `serde_json::Value` parse of the files, and the dedup table is re-implemented in
 //! a dozen lines below.
 
@@ -11,30 +11,15 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const GENERATOR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/tools/gen_cloudtrail.py"
-);
+use crate::support::corpus::{self, Manifest, Options};
+
 const WINDOW_MS: i64 = 60 * 60 * 1000;
 
-fn generate(dir: &Path, args: &[&str]) -> Value {
-    let status = Command::new("python3")
-        .arg(GENERATOR)
-        .args(args)
-        .arg("--out")
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("python3 runs the generator");
-    assert!(status.success(), "generator failed");
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
-}
-
 /// eventID -> eventTime (ms), read with an ordinary full parse of every file.
-fn event_times(dir: &Path, manifest: &Value) -> HashMap<String, i64> {
+fn event_times(dir: &Path, manifest: &Manifest) -> HashMap<String, i64> {
     let mut times = HashMap::new();
-    for file in manifest["files"].as_array().unwrap() {
-        let path = dir.join(file["file"].as_str().unwrap());
+    for file in &manifest.files {
+        let path = dir.join(&file.file);
         let mut text = String::new();
         flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
             .read_to_string(&mut text)
@@ -65,19 +50,16 @@ fn parse_utc(text: &str) -> i64 {
 
 /// SPEC §4 over matches sorted by (eventTime, eventID): returns the eventIDs that
 /// alert and the suppressed count per opened window.
-fn expected_alerts(manifest: &Value, times: &HashMap<String, i64>) -> (BTreeSet<String>, u64, u64) {
-    let mut matches: Vec<(i64, String, String)> = manifest["alerts"]
-        .as_array()
-        .unwrap()
+fn expected_alerts(
+    manifest: &Manifest,
+    times: &HashMap<String, i64>,
+) -> (BTreeSet<String>, u64, u64) {
+    let mut matches: Vec<(i64, String, String)> = manifest
+        .alerts
         .iter()
         .map(|e| {
-            let id = e["eventID"].as_str().unwrap().to_owned();
-            let key = format!(
-                "{}:{}",
-                e["awsRegion"].as_str().unwrap(),
-                e["recipientAccountId"].as_str().unwrap()
-            );
-            (times[&id], id, key)
+            let key = format!("{}:{}", e.aws_region, e.recipient_account_id);
+            (times[&e.event_id], e.event_id.clone(), key)
         })
         .collect();
     matches.sort();
@@ -127,23 +109,17 @@ fn summary_value(stderr: &str, name: &str) -> u64 {
         .unwrap()
 }
 
-fn check_corpus(seed: &str, dup_rate: &str) {
+fn check_corpus(seed: u64, dup_rate: f64) {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = generate(
-        dir.path(),
-        &[
-            "--events",
-            "12000",
-            "--files",
-            "36",
-            "--seed",
-            seed,
-            "--export-rate",
-            "0.003",
-            "--dup-rate",
-            dup_rate,
-        ],
-    );
+    let options = Options {
+        events: 12_000,
+        files: 36,
+        seed,
+        export_rate: 0.003,
+        dup_rate,
+        ..Options::default()
+    };
+    let manifest = corpus::generate(dir.path(), &options).expect("generate the corpus");
     let times = event_times(dir.path(), &manifest);
     let (expected, suppressed, redeliveries) = expected_alerts(&manifest, &times);
     assert!(
@@ -169,24 +145,18 @@ fn check_corpus(seed: &str, dup_rate: &str) {
     assert_eq!(rollups, suppressed, "roll-ups list every suppressed match");
 
     // No failed export, decoy or ordinary event alerts.
-    let planted: BTreeSet<&str> = manifest["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["eventID"].as_str().unwrap())
-        .collect();
-    assert!(got.iter().all(|id| planted.contains(id.as_str())));
+    let planted = manifest.distinct_alerts();
+    assert!(got.is_subset(&planted));
 
     // Without dedup every distinct successful export alerts once per delivery.
     let (all, _) = scan(&[dir.path().to_path_buf()], &["--no-dedup"]);
-    assert_eq!(all.len(), manifest["alerts"].as_array().unwrap().len());
+    assert_eq!(all.len(), manifest.alerts.len());
 
     // The same alerts whatever the number of jobs and the order of the paths.
-    let mut files: Vec<PathBuf> = manifest["files"]
-        .as_array()
-        .unwrap()
+    let mut files: Vec<PathBuf> = manifest
+        .files
         .iter()
-        .map(|f| dir.path().join(f["file"].as_str().unwrap()))
+        .map(|f| dir.path().join(&f.file))
         .collect();
     files.reverse();
     let (one_job, _) = scan(&files, &["--jobs", "1"]);
@@ -198,12 +168,12 @@ fn check_corpus(seed: &str, dup_rate: &str) {
 
 #[test]
 fn generated_corpus_alerts_as_the_spec_prescribes() {
-    check_corpus("11", "0");
+    check_corpus(11, 0.0);
 }
 
 #[test]
 fn generated_corpus_with_redeliveries_alerts_as_the_spec_prescribes() {
-    check_corpus("12", "0.5");
+    check_corpus(12, 0.5);
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! Fixtures shared by the integration tests.
 
+pub mod corpus;
 pub mod moto;
 pub mod stack;
