@@ -3,3 +3,4 @@
 pub mod corpus;
 pub mod moto;
 pub mod stack;
+pub mod http;

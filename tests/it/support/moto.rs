@@ -5,8 +5,7 @@
 //! `<crate>/.venv/bin/moto_server` (made by `scripts/venv.sh`), `moto_server`
 //! on `PATH`.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -198,7 +197,7 @@ fn find_moto_server() -> PathBuf {
         }
     }
     panic!(
-        "moto_server not found: run scripts/venv.sh (it installs it into {}), \
+        "moto_server not found (emulator tests need it): `make test` installs it into {}; \
          or set TRAILWATCH_MOTO_SERVER to its path",
         venv.display()
     );
@@ -232,28 +231,11 @@ fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
     }
 }
 
-/// One plain HTTP/1.1 `GET /moto-api/`; true when the status is 200.
+/// True when the server answers `GET /moto-api/` with 200.
 fn answers_200(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let request =
-        format!("GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut head = Vec::new();
-    let mut buf = [0u8; 512];
-    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&head);
-    let status_line = head.lines().next().unwrap_or("");
-    status_line.starts_with("HTTP/1.") && status_line.split_whitespace().nth(1) == Some("200")
+    let url = format!("http://127.0.0.1:{port}/moto-api/");
+    matches!(
+        crate::support::http::get_blocking(&url, Duration::from_secs(2)),
+        Ok((200, _))
+    )
 }

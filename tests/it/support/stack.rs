@@ -2,7 +2,7 @@
 //! bucket, an SNS topic with an SQS queue subscribed, a DynamoDB dedup table) and
 //! the Lambda handler wired to them the way `run_lambda` wires it in production.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -240,11 +240,12 @@ impl Stack {
     /// The `Message` of every publication to the topic as SNS received it (before
     /// it picked a variant per protocol), from the server's model data.
     pub async fn published(&self) -> Vec<Value> {
-        let endpoint = self.server.endpoint.clone();
-        let data = tokio::task::spawn_blocking(move || http_get(&endpoint, "/moto-api/data.json"))
+        let url = format!("{}/moto-api/data.json", self.server.endpoint);
+        let (status, data) = crate::support::http::get(&url, Duration::from_secs(30))
             .await
             .expect("model data request");
-        let data: Value = serde_json::from_str(&data).expect("model data JSON");
+        assert_eq!(status, 200, "GET {url}");
+        let data: Value = serde_json::from_slice(&data).expect("model data JSON");
         let topic = data["sns"]["Topic"]
             .as_array()
             .expect("SNS topics in the model data")
@@ -336,47 +337,4 @@ pub fn log_file(records: &[Value]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(text.as_bytes()).expect("gzip in memory");
     gz.finish().expect("gzip in memory")
-}
-
-/// One plain HTTP/1.1 GET; the body of a 200 answer.
-pub fn http_get(endpoint: &str, path: &str) -> String {
-    let authority = endpoint.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(authority).expect("connect to moto_server");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read response");
-    let response = String::from_utf8(response).expect("UTF-8 response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    assert!(
-        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
-        "GET {path}: {head}"
-    );
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).expect("chunk size");
-        if size == 0 {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-    out
 }
