@@ -4,12 +4,12 @@
 //!
 //! `cargo run --release --example gen_corpus -- --events 200000 --files 50 --seed 1 --out corpus`
 //!
-//! The generator itself is the test suite's (`tests/it/support/corpus.rs`), so the
+//! The generator itself is the test suite's (`tests/it/support/corpus/`), so the
 //! benchmarks and the oracle tests read the same kind of data.
 
 // The tests use parts of the module this command does not.
 #[allow(dead_code)]
-#[path = "../tests/it/support/corpus.rs"]
+#[path = "../tests/it/support/corpus/mod.rs"]
 mod corpus;
 
 use std::path::PathBuf;

@@ -1,11 +1,12 @@
 //! The Lambda handler against in-memory fakes of its source, dedup store and sink.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
+
+use crate::support::fixtures::{self, gzip};
 
 use trailwatch::alert::Notification;
 use trailwatch::config::{AllowList, Config};
@@ -21,12 +22,6 @@ fn key(n: u32) -> String {
     format!("AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/15/123456789012_CloudTrail_us-east-1_20240115T1035Z_{n:04}.json.gz")
 }
 
-fn gzip(text: &str) -> Vec<u8> {
-    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    z.write_all(text.as_bytes()).unwrap();
-    z.finish().unwrap()
-}
-
 fn export(id: &str, time: &str) -> String {
     format!(
         r#"{{"eventVersion":"1.08","eventSource":"rds.amazonaws.com","eventName":"StartExportTask","eventTime":"{time}","eventID":"{id}","awsRegion":"us-east-1","recipientAccountId":"123456789012","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/dev"}},"requestParameters":{{"sourceArn":"arn:aws:rds:us-east-1:123456789012:snapshot:db-{id}","s3BucketName":"out"}}}}"#
@@ -34,25 +29,11 @@ fn export(id: &str, time: &str) -> String {
 }
 
 fn log(records: &[String]) -> Vec<u8> {
-    gzip(&format!("{{\"Records\":[{}]}}", records.join(",")))
+    gzip(format!("{{\"Records\":[{}]}}", records.join(",")).as_bytes())
 }
 
 fn s3_event(keys: &[String]) -> Value {
-    let records: Vec<Value> = keys
-        .iter()
-        .map(|k| {
-            json!({
-                "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-                "eventTime": "2024-01-15T10:40:00.000Z", "eventName": "ObjectCreated:Put",
-                "userIdentity": {"principalId": "AWS:X"}, "requestParameters": {"sourceIPAddress": "10.0.0.1"},
-                "responseElements": {"x-amz-request-id": "R", "x-amz-id-2": "I"},
-                "s3": {"s3SchemaVersion": "1.0", "configurationId": "c",
-                       "bucket": {"name": BUCKET, "arn": "arn:aws:s3:::trail"},
-                       "object": {"key": k.replace(' ', "+"), "size": 1}}
-            })
-        })
-        .collect();
-    json!({ "Records": records })
+    fixtures::s3_event(BUCKET, keys)
 }
 
 struct Fixture {
@@ -157,7 +138,7 @@ async fn a_bad_object_fails_the_invocation_after_the_good_ones_alerted() {
         .with(
             BUCKET,
             &key(2),
-            gzip("{\"Records\":[")
+            gzip(b"{\"Records\":[")
                 .into_iter()
                 .take(10)
                 .collect::<Vec<u8>>(),

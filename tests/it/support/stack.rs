@@ -2,7 +2,6 @@
 //! bucket, an SNS topic with an SQS queue subscribed, a DynamoDB dedup table) and
 //! the Lambda handler wired to them the way `run_lambda` wires it in production.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +15,8 @@ use trailwatch::config::Config;
 use trailwatch::handler::Handler;
 use trailwatch::sink::{AlertSink, SnsSink};
 
+pub use crate::support::fixtures::log_file;
+use crate::support::fixtures::s3_event;
 use crate::support::moto::{unique, MotoServer};
 
 /// One alert as an SQS subscriber of the topic receives it.
@@ -265,27 +266,6 @@ impl Stack {
     }
 }
 
-/// An S3 `ObjectCreated:Put` notification for keys of one bucket (keys URL-encoded
-/// the way S3 encodes them: a space is `+`).
-pub fn s3_event(bucket: &str, keys: &[String]) -> Value {
-    let records: Vec<Value> = keys
-        .iter()
-        .map(|key| {
-            json!({
-                "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-                "eventTime": "2024-05-01T10:40:00.000Z", "eventName": "ObjectCreated:Put",
-                "userIdentity": {"principalId": "AWS:AROAEXAMPLE:regionalDeliverySession"},
-                "requestParameters": {"sourceIPAddress": "10.0.0.1"},
-                "responseElements": {"x-amz-request-id": "R", "x-amz-id-2": "I"},
-                "s3": {"s3SchemaVersion": "1.0", "configurationId": "trailwatch",
-                       "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
-                       "object": {"key": key.replace(' ', "+"), "size": 1}}
-            })
-        })
-        .collect();
-    json!({ "Records": records })
-}
-
 /// The EventBridge event of the function's five-minute schedule.
 pub fn scheduled_event() -> Value {
     json!({
@@ -329,12 +309,4 @@ pub fn other_record(event_id: &str, event_time: &str, account: &str) -> Value {
         "eventTime": event_time, "eventID": event_id, "awsRegion": "us-east-1",
         "recipientAccountId": account, "requestParameters": null, "responseElements": null
     })
-}
-
-/// A gzipped CloudTrail log file.
-pub fn log_file(records: &[Value]) -> Vec<u8> {
-    let text = json!({ "Records": records }).to_string();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(text.as_bytes()).expect("gzip in memory");
-    gz.finish().expect("gzip in memory")
 }

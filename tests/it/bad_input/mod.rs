@@ -7,16 +7,14 @@
 //! the keys that are skipped; and `trailwatch scan` on a folder with corrupt files.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use serde_json::{json, Value};
 
 use crate::support::corpus::{self, Options};
+use crate::support::fixtures::{self, gzip, log_file};
 
 use trailwatch::config::Config;
 use trailwatch::decode::Limits;
@@ -32,12 +30,6 @@ const BUCKET: &str = "trail-bucket";
 const GOOD_KEY: &str = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_GoodGoodGood0001.json.gz";
 const BAD_KEY: &str = "AWSLogs/123456789012/CloudTrail/eu-west-1/2024/03/15/123456789012_CloudTrail_eu-west-1_20240315T1040Z_BadBadBadBad0001.json.gz";
 const GOOD_EVENT_ID: &str = "good-export-0001";
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
-}
 
 /// A successful `rds:StartExportTask` record.
 fn export(event_id: &str, region: &str) -> Value {
@@ -67,14 +59,10 @@ fn noise(n: usize) -> Vec<Value> {
         .collect()
 }
 
-fn log_file(records: Vec<Value>) -> Vec<u8> {
-    gzip(json!({ "Records": records }).to_string().as_bytes())
-}
-
 fn good_object() -> Vec<u8> {
     let mut records = noise(3);
     records.insert(1, export(GOOD_EVENT_ID, "us-east-1"));
-    log_file(records)
+    log_file(&records)
 }
 
 fn new_handler(source: MemorySource, limits: Limits) -> (Handler, Arc<MemorySink>) {
@@ -93,23 +81,8 @@ fn new_handler(source: MemorySource, limits: Limits) -> (Handler, Arc<MemorySink
     (handler, sink)
 }
 
-fn s3_record(key: &str) -> Value {
-    json!({
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2024-03-15T10:40:12.123Z", "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "AWS:AROAJVXZ6EXAMPLE:regionalDeliverySession"},
-        "requestParameters": {"sourceIPAddress": "10.212.14.90"},
-        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8"},
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "trail-logs",
-               "bucket": {"name": BUCKET, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"},
-                          "arn": format!("arn:aws:s3:::{BUCKET}")},
-               "object": {"key": key, "size": 1371, "eTag": "d41d8cd98f00b204e9800998ecf8427e",
-                          "sequencer": "0065F4219C5A8E2B1D"}}
-    })
-}
-
 fn s3_notification(keys: &[&str]) -> Value {
-    json!({ "Records": keys.iter().map(|k| s3_record(k)).collect::<Vec<_>>() })
+    fixtures::s3_notification(BUCKET, keys)
 }
 
 fn sns_envelope(message: &Value) -> Value {
@@ -242,7 +215,7 @@ fn table() -> Vec<Row> {
         Row {
             spec: "truncated gzip",
             input: Input::Object({
-                let whole = log_file(noise(400));
+                let whole = log_file(&noise(400));
                 whole[..whole.len() * 2 / 3].to_vec()
             }),
             limits: default_limits(),
@@ -281,7 +254,7 @@ fn table() -> Vec<Row> {
         },
         Row {
             spec: "decompressed size over the cap",
-            input: Input::Object(log_file(noise(12_000))),
+            input: Input::Object(log_file(&noise(12_000))),
             limits: Limits {
                 max_decompressed_bytes: cap,
                 ..Limits::default()
@@ -314,7 +287,7 @@ fn table() -> Vec<Row> {
         },
         Row {
             spec: "a record that is not an object (the rest of the file is processed)",
-            input: Input::Object(log_file(vec![
+            input: Input::Object(log_file(&[
                 json!(1),
                 json!("StartExportTask"),
                 Value::Null,
@@ -331,7 +304,7 @@ fn table() -> Vec<Row> {
         },
         Row {
             spec: "matching record missing optional fields",
-            input: Input::Object(log_file(vec![
+            input: Input::Object(log_file(&[
                 json!({"eventSource": "rds.amazonaws.com", "eventName": "StartExportTask"}),
             ])),
             limits: default_limits(),
@@ -548,263 +521,4 @@ async fn a_retry_after_a_partial_failure_does_not_alert_twice() {
 }
 
 /// One row per key shape: the key as it arrives in the event, and where the object
-/// really is (`None`: the key is skipped and never fetched).
-const KEYS: &[(&str, &str, Option<&str>)] = &[
-    (
-        "plain log file",
-        "AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz",
-        Some("AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz"),
-    ),
-    (
-        "organisation trail",
-        "AWSLogs/o-a1b2c3d4e5/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz",
-        Some("AWSLogs/o-a1b2c3d4e5/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz"),
-    ),
-    (
-        "bucket prefix",
-        "security/trails/AWSLogs/123456789012/CloudTrail/eu-west-1/2024/03/15/123456789012_CloudTrail_eu-west-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz",
-        Some("security/trails/AWSLogs/123456789012/CloudTrail/eu-west-1/2024/03/15/123456789012_CloudTrail_eu-west-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz"),
-    ),
-    (
-        "prefix with + for a space, organisation trail",
-        "audit+logs/AWSLogs/o-a1b2c3d4e5/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz",
-        Some("audit logs/AWSLogs/o-a1b2c3d4e5/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz"),
-    ),
-    (
-        "prefix with %XX escapes (a real + and parentheses)",
-        "c%2B%2B+team%20%28eu%29/AWSLogs/123456789012/CloudTrail/eu-west-1/2024/03/15/123456789012_CloudTrail_eu-west-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz",
-        Some("c++ team (eu)/AWSLogs/123456789012/CloudTrail/eu-west-1/2024/03/15/123456789012_CloudTrail_eu-west-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz"),
-    ),
-    (
-        "prefix with escaped UTF-8",
-        "journ%C3%A9es%3Dprod/AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz",
-        Some("journées=prod/AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz"),
-    ),
-    (
-        "digest file",
-        "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2024/03/15/123456789012_CloudTrail-Digest_us-east-1_trail_us-east-1_20240315T113512Z.json.gz",
-        None,
-    ),
-    (
-        "organisation digest file under a prefix",
-        "audit+logs/AWSLogs/o-a1b2c3d4e5/123456789012/CloudTrail-Digest/us-east-1/2024/03/15/123456789012_CloudTrail-Digest_us-east-1_trail_us-east-1_20240315T113512Z.json.gz",
-        None,
-    ),
-    (
-        "Insights file",
-        "AWSLogs/123456789012/CloudTrail-Insight/us-east-1/2024/03/15/123456789012_CloudTrail-Insight_us-east-1_20240315T1040Z_a1B2c3D4e5F6g7H8.json.gz",
-        None,
-    ),
-    (
-        "another service's logs in the same bucket",
-        "AWSLogs/123456789012/elasticloadbalancing/us-east-1/2024/03/15/123456789012_elasticloadbalancing_us-east-1_app.web.1a2b3c_20240315T1035Z_10.0.1.5_x.log.gz",
-        None,
-    ),
-    (
-        "AWS Config snapshot",
-        "AWSLogs/123456789012/Config/us-east-1/2024/3/15/ConfigSnapshot/123456789012_Config_us-east-1_ConfigSnapshot_20240315T103500Z_x.json.gz",
-        None,
-    ),
-    ("not under AWSLogs", "exports/orders-prod.json.gz", None),
-    (
-        "account id of the wrong length",
-        "AWSLogs/12345678901/CloudTrail/us-east-1/2024/03/15/x.json.gz",
-        None,
-    ),
-];
-
-fn eventbridge_event(key: &str) -> Value {
-    json!({
-        "version": "0", "id": "3a1d5e8c-7b2f-4c9a-be61-0d4f2a8c6e13", "detail-type": "Object Created",
-        "source": "aws.s3", "account": "123456789012", "time": "2024-03-15T10:40:12Z",
-        "region": "us-east-1", "resources": [format!("arn:aws:s3:::{BUCKET}")],
-        "detail": {"version": "0", "bucket": {"name": BUCKET},
-                   "object": {"key": key, "size": 1371, "etag": "d41d8cd98f00b204e9800998ecf8427e",
-                              "sequencer": "0065F4219C5A8E2B1D"},
-                   "request-id": "C3D13FE58DE4C810", "requester": "cloudtrail.amazonaws.com",
-                   "source-ip-address": "10.212.14.90", "reason": "PutObject"}
-    })
-}
-
-#[tokio::test]
-async fn keys_are_decoded_classified_and_counted() {
-    for (name, encoded, real) in KEYS {
-        let events = [
-            ("S3", s3_notification(&[encoded])),
-            ("SNS", sns_event(&s3_notification(&[encoded]))),
-            ("EventBridge", eventbridge_event(encoded)),
-        ];
-        for (route, event) in events {
-            let mut source = MemorySource::default();
-            if let Some(real) = real {
-                source = source.with(BUCKET, real, good_object());
-            }
-            let (handler, sink) = new_handler(source, Limits::default());
-            let Trigger::Objects(objects) = parse_trigger(&event).unwrap() else {
-                panic!("{name} via {route}: an object trigger");
-            };
-            let decoded: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
-            if let Some(real) = real {
-                assert_eq!(decoded, [*real], "{name} via {route}");
-            }
-            let outcome = handler.process_objects(objects).await;
-            let c = &outcome.counters;
-            assert!(
-                outcome.failures.is_empty(),
-                "{name} via {route}: {:?}",
-                outcome.failures
-            );
-            assert_eq!(
-                c.missing_objects, 0,
-                "{name} via {route}: fetched the wrong key"
-            );
-            match real {
-                Some(_) => {
-                    assert_eq!((c.objects, c.skipped_keys), (1, 0), "{name} via {route}");
-                    assert_eq!(sink.notifications().len(), 1, "{name} via {route}");
-                }
-                None => {
-                    assert_eq!((c.objects, c.skipped_keys), (0, 1), "{name} via {route}");
-                    assert!(sink.notifications().is_empty(), "{name} via {route}");
-                }
-            }
-            // The whole invocation agrees: no error, the alert or nothing.
-            let (handler, _) = handler_with(real);
-            let response = handler.handle(event).await.unwrap();
-            assert_eq!(
-                response,
-                json!({"alerts": u64::from(real.is_some())}),
-                "{name} via {route}"
-            );
-        }
-    }
-}
-
-fn handler_with(real: &Option<&str>) -> (Handler, Arc<MemorySink>) {
-    let mut source = MemorySource::default();
-    if let Some(real) = real {
-        source = source.with(BUCKET, real, good_object());
-    }
-    new_handler(source, Limits::default())
-}
-
-#[tokio::test]
-async fn a_key_that_is_not_utf8_is_a_clear_trigger_error() {
-    let (handler, _) = new_handler(MemorySource::default(), Limits::default());
-    let error = handler
-        .handle(s3_notification(&[
-            "AWSLogs/123456789012/CloudTrail/%FF%FE.json.gz",
-        ]))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, HandlerError::Trigger(TriggerError::Malformed { .. })),
-        "{error:?}"
-    );
-    assert!(error.to_string().contains("%FF%FE"), "{error}");
-}
-
-/// A seeded corpus of two files in `dir`; returns the eventIDs that must alert.
-fn generate(dir: &Path) -> BTreeSet<String> {
-    let options = Options {
-        events: 3000,
-        files: 2,
-        seed: 7,
-        export_rate: 0.002,
-        ..Options::default()
-    };
-    let alerts = corpus::generate(dir, &options)
-        .expect("generate the corpus")
-        .distinct_alerts();
-    assert!(!alerts.is_empty(), "the manifest plants exports");
-    alerts
-}
-
-#[test]
-fn scan_reports_every_good_alert_and_names_every_bad_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let expected = generate(dir.path());
-    let logs = dir.path().join("AWSLogs");
-    let bad = logs.join("123456789012/CloudTrail/us-east-1/2024/03/16");
-    std::fs::create_dir_all(&bad).unwrap();
-
-    let truncated =
-        bad.join("123456789012_CloudTrail_us-east-1_20240316T0000Z_truncatedGzip0001.json.gz");
-    let whole = log_file(noise(500));
-    std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
-    let not_json =
-        bad.join("123456789012_CloudTrail_us-east-1_20240316T0005Z_notJsonText00001.json.gz");
-    std::fs::write(
-        &not_json,
-        gzip(b"<html><body>403 Forbidden</body></html>\n"),
-    )
-    .unwrap();
-    let random =
-        bad.join("123456789012_CloudTrail_us-east-1_20240316T0010Z_randomBytes00001.json.gz");
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let noise_bytes: Vec<u8> = (0..8192)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
-    let mut random_bytes = vec![0xa7];
-    random_bytes.extend(noise_bytes);
-    std::fs::write(&random, random_bytes).unwrap();
-
-    let output = Command::new(env!("CARGO_BIN_EXE_trailwatch"))
-        .args([
-            "scan",
-            "--format",
-            "json",
-            "--no-dedup",
-            "--no-progress",
-            "--jobs",
-            "2",
-        ])
-        .arg(&logs)
-        .env_remove("TRAILWATCH_MAX_DECOMPRESSED_BYTES")
-        .env_remove("TRAILWATCH_ALLOW")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-
-    let mut alerted = Vec::new();
-    for line in stdout.lines() {
-        let document: Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not NDJSON ({e}): {line}"));
-        assert_eq!(document["kind"], "alert", "{line}");
-        alerted.push(document["eventId"].as_str().unwrap().to_owned());
-    }
-    assert_eq!(alerted.len(), expected.len(), "one line per planted export");
-    assert_eq!(
-        alerted.into_iter().collect::<BTreeSet<_>>(),
-        expected,
-        "every planted export alerts, nothing else does"
-    );
-
-    let error_lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("trailwatch: error: "))
-        .collect();
-    assert_eq!(error_lines.len(), 3, "{stderr}");
-    for (path, cause) in [
-        (&truncated, "gzip stream is corrupt or truncated"),
-        (&not_json, "not gzip and not JSON"),
-        (&random, "not gzip and not JSON"),
-    ] {
-        let path = path.display().to_string();
-        assert!(
-            error_lines
-                .iter()
-                .any(|l| l.contains(&path) && l.contains(cause)),
-            "{path} named with {cause:?} in:\n{stderr}"
-        );
-    }
-    assert!(stderr.contains("errors=3"), "{stderr}");
-    assert!(stderr.contains("files=5"), "{stderr}");
-}
+mod keys;
