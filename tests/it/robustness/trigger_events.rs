@@ -129,8 +129,9 @@ fn check_trigger(event: &Value) -> Result<(), TestCaseError> {
         Ok(Trigger::Batch(messages)) => {
             let records = event["Records"].as_array().map_or(0, Vec::len);
             prop_assert_eq!(messages.len(), records, "one entry per SQS message");
-            for message in messages {
-                prop_assert!(!message.message_id.is_empty());
+            for (index, message) in messages.iter().enumerate() {
+                let id = event["Records"][index]["messageId"].as_str();
+                prop_assert_eq!(Some(message.message_id.as_str()), id, "message {}", index);
             }
         }
         Ok(_) => {}
