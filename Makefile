@@ -40,8 +40,10 @@ template: venv-template ## Lint template.yaml (cfn-lint, sam validate --lint)
 	cfn-lint template.yaml
 	$(SAM_ENV) sam validate --lint --region us-east-1 -t template.yaml
 
+# `cargo test` builds three test binaries (library, binary, tests/it); clippy
+# --all-targets already compiles the examples and the benchmark.
 unit: venv-test ## Unit, integration, property and emulator tests
-	cargo test --all-targets
+	cargo test
 	$(BIN) test
 
 build: venv-lambda ## Lambda artifact for arm64 (cargo-lambda), in target/lambda/trailwatch
