@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 BIN := $(CARGO_TARGET_DIR)/debug/trailwatch
 SAM_ENV := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing SAM_CLI_TELEMETRY=0
 
-.PHONY: help run test build venv lint fmt clippy template unit bench emulate clean
+.PHONY: help run test build venv venv-test venv-template venv-lambda lint fmt clippy template unit bench emulate clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -17,10 +17,18 @@ run: ## Run the Lambda handler on events/s3-put.json with S3 served from events/
 	cargo build --quiet
 	$(BIN) invoke events/s3-put.json --objects events/objects
 
-venv: ## Python tools for tests (moto, cfn-lint, sam, cargo-lambda) in .venv
+venv: ## Every Python tool (moto, cfn-lint, sam, cargo-lambda, zig) in .venv
 	@scripts/venv.sh
 
-test: venv fmt clippy template unit ## Everything CI runs
+# Each target installs only the tools it uses (see scripts/venv.sh).
+venv-test:
+	@scripts/venv.sh test
+venv-template:
+	@scripts/venv.sh template
+venv-lambda:
+	@scripts/venv.sh lambda
+
+test: fmt clippy template unit ## Everything CI runs
 
 fmt:
 	cargo fmt --all -- --check
@@ -28,18 +36,20 @@ fmt:
 clippy:
 	cargo clippy --all-targets -- -D warnings
 
-template: venv ## Lint template.yaml (cfn-lint, sam validate --lint)
+template: venv-template ## Lint template.yaml (cfn-lint, sam validate --lint)
 	cfn-lint template.yaml
 	$(SAM_ENV) sam validate --lint --region us-east-1 -t template.yaml
 
-unit: venv ## Unit, integration, property and emulator tests
-	cargo test --all-targets
+# `cargo test` builds three test binaries (library, binary, tests/it); clippy
+# --all-targets already compiles the examples and the benchmark.
+unit: venv-test ## Unit, integration, property and emulator tests
+	cargo test
 	$(BIN) test
 
-build: venv ## Lambda artifact for arm64 (cargo-lambda), in target/lambda/trailwatch
+build: venv-lambda ## Lambda artifact for arm64 (cargo-lambda), in target/lambda/trailwatch
 	cargo lambda build --release --arm64 --bin trailwatch
 
-emulate: venv ## Real Lambda binary (cargo lambda watch) against moto: S3 log in, alert out of SNS/SQS, once
+emulate: venv-lambda ## Real Lambda binary (cargo lambda watch) against moto: S3 log in, alert out of SNS/SQS, once
 	scripts/emulate.sh
 
 bench: ## Throughput vs decompression and Python, peak RSS, start-up, binary size (corpus cached in .bench/)

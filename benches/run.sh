@@ -10,26 +10,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-GEN=${GEN:-../shared/tools/gen_cloudtrail.py}
-[ -f "$GEN" ] || GEN=/work/shared/tools/gen_cloudtrail.py
 TARGET=${CARGO_TARGET_DIR:-target}
+# The project's seeded corpus generator (examples/gen_corpus.rs).
+GEN="$TARGET/release/examples/gen_corpus"
 LARGE_ARGS="--events 200000 --files 1 --seed 1 --export-rate 1e-4"
 SMALL_ARGS="--events 300000 --files 300 --seed 2 --export-rate 1e-4"
 HUGE_ARGS="--events 1000000 --files 1 --seed 3 --export-rate 1e-4"
 
 # Generates the corpus for these generator arguments once; prints its folder.
 corpus() {
-    local dir=".bench/corpus-$(echo "$*" | sed 's/--//g; s/ /_/g')"
+    local dir=".bench/gen-corpus-$(echo "$*" | sed 's/--//g; s/ /_/g')"
     if [ ! -f "$dir/.done" ]; then
         echo "generating $dir ..." >&2
         rm -rf "$dir.tmp"
-        python3 "$GEN" "$@" --out "$dir.tmp" >/dev/null
+        "$GEN" "$@" --out "$dir.tmp" >/dev/null
         touch "$dir.tmp/.done"
         rm -rf "$dir"
         mv "$dir.tmp" "$dir"
     fi
     echo "$dir"
 }
+
+echo "building release binaries (no-op when up to date) ..." >&2
+cargo build --release --quiet --bin trailwatch --example decode_only --example gen_corpus
 
 mkdir -p .bench
 large=$(corpus $LARGE_ARGS)
@@ -40,9 +43,6 @@ if [ ! -f "$tiny" ]; then
     printf '{"Records":[{"eventVersion":"1.09","eventSource":"rds.amazonaws.com","eventName":"StartExportTask","eventTime":"2024-03-15T10:00:00Z","eventID":"e1","awsRegion":"us-east-1","recipientAccountId":"111122223333"}]}' \
         | gzip -9 >"$tiny"
 fi
-
-echo "building release binaries (no-op when up to date) ..." >&2
-cargo build --release --quiet --bin trailwatch --example decode_only
 
 python3 benches/bench.py \
     --bin "$TARGET/release/trailwatch" \

@@ -10,12 +10,12 @@
 #   -> a second invocation of the same event: no second alert.
 #
 # Everything it starts is stopped on exit (also on error or Ctrl-C); logs are kept
-# in .emulate/. Works on a fresh machine: the tools come from .venv (scripts/venv.sh).
+# in .emulate/. Works on a fresh machine: the tools come from .venv (scripts/venv.sh lambda).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-scripts/venv.sh
+scripts/venv.sh lambda
 export PATH="$root/.venv/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 python="$root/.venv/bin/python"

@@ -1,28 +1,42 @@
 #!/usr/bin/env bash
-# Create or update the development virtualenv at <repo>/.venv from
-# requirements-dev.txt. Idempotent: prints nothing when already up to date.
+# Create or update the development virtualenv at <repo>/.venv with the Python tools
+# of the given sets, each from requirements-<set>.txt:
+#
+#   test      moto_server, for the emulator tests (`make unit`, `cargo test`)
+#   template  cfn-lint and sam, for `make template`
+#   lambda    cargo-lambda and zig, for `make build` and `make emulate`
+#
+# Without arguments every set is installed (requirements-dev.txt). Idempotent: a set
+# whose requirements file is unchanged since it was installed is skipped silently,
+# so the make targets can call it every time.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
-req="$root/requirements-dev.txt"
 python="${PYTHON:-python3}"
 
-sha="$(sha256sum "$req" | cut -c1-16)"
-stamp="$venv/.stamp-$sha"
-
-if [[ -f "$stamp" && -x "$venv/bin/python" ]]; then
-    exit 0
+if (($# == 0)); then
+    set -- test template lambda
 fi
 
-if [[ ! -x "$venv/bin/python" ]]; then
-    echo "venv: creating $venv" >&2
-    "$python" -m venv "$venv"
-fi
-
-echo "venv: installing $(basename "$req")" >&2
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-
-rm -f "$venv"/.stamp-*
-touch "$stamp"
+for set in "$@"; do
+    req="$root/requirements-$set.txt"
+    if [[ ! -f "$req" ]]; then
+        echo "venv: unknown set '$set' (no $req)" >&2
+        exit 2
+    fi
+    sha="$(sha256sum "$req" | cut -c1-16)"
+    stamp="$venv/.stamp-$set-$sha"
+    if [[ -f "$stamp" && -x "$venv/bin/python" ]]; then
+        continue
+    fi
+    if [[ ! -x "$venv/bin/python" ]]; then
+        echo "venv: creating $venv" >&2
+        "$python" -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    fi
+    echo "venv: installing $(basename "$req")" >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+    rm -f "$venv/.stamp-$set-"*
+    touch "$stamp"
+done

@@ -1,0 +1,20 @@
+//! trailwatch's integration tests, in one test binary: the library through its
+//! public API, the `trailwatch` binary as a user runs it, and the Lambda handler
+//! against in-memory fakes and a local AWS emulator (`moto_server`).
+//!
+//! Shared fixtures (gzip, log files, trigger events, the seeded corpus generator,
+//! the emulator harness) live in `support`; each other module is one area of tests.
+
+mod support;
+
+mod bad_input;
+mod cli;
+mod differential;
+mod emulator;
+mod generator;
+mod handler;
+mod hostile_input;
+mod moto_harness;
+mod oracle;
+mod robustness;
+mod triggers;

@@ -1,0 +1,64 @@
+//! Log files and trigger events as AWS writes them, written once for every test
+//! module: gzip, CloudTrail log files, S3 notifications.
+
+use std::io::Write;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde_json::{json, Value};
+
+/// `bytes` as one gzip member.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(bytes).expect("gzip into memory");
+    encoder.finish().expect("gzip into memory")
+}
+
+/// `data` cut into `members` gzip members, concatenated (as `cat a.gz b.gz` makes);
+/// an empty input gives one member holding a space.
+pub fn gzip_members(data: &[u8], members: usize) -> Vec<u8> {
+    if data.is_empty() {
+        return gzip(b" ");
+    }
+    let step = data.len().div_ceil(members.max(1)).max(1);
+    data.chunks(step).flat_map(gzip).collect()
+}
+
+/// A gzipped CloudTrail log file holding `records`.
+pub fn log_file(records: &[Value]) -> Vec<u8> {
+    gzip(json!({ "Records": records }).to_string().as_bytes())
+}
+
+/// One `ObjectCreated:Put` record of an S3 notification; `encoded_key` is the key as
+/// it appears in the notification (URL-encoded).
+pub fn s3_record(bucket: &str, encoded_key: &str) -> Value {
+    json!({
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2024-03-15T10:40:12.123Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:AROAJVXZ6EXAMPLE:regionalDeliverySession"},
+        "requestParameters": {"sourceIPAddress": "10.212.14.90"},
+        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "trail-logs",
+               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"},
+                          "arn": format!("arn:aws:s3:::{bucket}")},
+               "object": {"key": encoded_key, "size": 1371, "eTag": "d41d8cd98f00b204e9800998ecf8427e",
+                          "sequencer": "0065F4219C5A8E2B1D"}}
+    })
+}
+
+/// An S3 notification of `encoded_keys` (already URL-encoded) in `bucket`.
+pub fn s3_notification<K: AsRef<str>>(bucket: &str, encoded_keys: &[K]) -> Value {
+    let records: Vec<Value> = encoded_keys
+        .iter()
+        .map(|key| s3_record(bucket, key.as_ref()))
+        .collect();
+    json!({ "Records": records })
+}
+
+/// An S3 notification of `keys`, encoded the way S3 encodes the keys CloudTrail
+/// writes (the only special character they can hold is a space in a bucket prefix,
+/// which becomes `+`).
+pub fn s3_event<K: AsRef<str>>(bucket: &str, keys: &[K]) -> Value {
+    let encoded: Vec<String> = keys.iter().map(|k| k.as_ref().replace(' ', "+")).collect();
+    s3_notification(bucket, &encoded)
+}
