@@ -12,7 +12,7 @@
 //!
 //! The document is CloudTrail-like JSON generated here (deterministic), or the first
 //! 64 MiB of the decoded file named by `TRAILWATCH_BENCH_FILE` (a `.json.gz` from
-//! `gen_cloudtrail.py`, as `make bench` does).
+//! `examples/gen_corpus.rs`, as `make bench` does).
 
 use std::hint::black_box;
 use std::io::Write;
