@@ -62,9 +62,7 @@ where
     use aws_sdk_s3::error::SdkError;
     match error {
         SdkError::TimeoutError(_) => true,
-        SdkError::DispatchFailure(failure) => {
-            failure.is_timeout() || failure.is_io()
-        }
+        SdkError::DispatchFailure(failure) => failure.is_timeout() || failure.is_io(),
         SdkError::ResponseError(_) => true,
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
