@@ -173,7 +173,6 @@ async fn local_scan(paths: &[PathBuf]) -> (Arc<MemorySink>, ScanSummary) {
 }
 
 struct Bucket {
-    name: String,
     client: aws_sdk_s3::Client,
     _server: moto::MotoServer,
 }
@@ -192,11 +191,7 @@ impl Bucket {
     }
 }
 
-async fn history(
-    bucket: &Bucket,
-    scan: &HistoryScan,
-    url: &S3Url,
-) -> (Arc<MemorySink>, ScanSummary) {
+async fn history(scan: &HistoryScan, url: &S3Url) -> (Arc<MemorySink>, ScanSummary) {
     let started = Instant::now();
     let plan = plan(scan.lister.as_ref(), url, &scan.filters, scan.today)
         .await
@@ -204,7 +199,6 @@ async fn history(
     let collected = collect(scan, &plan, None).await.unwrap();
     let sink = Arc::new(MemorySink::new());
     let summary = decide(&alerter(Arc::clone(&sink)), collected, started).await;
-    let _ = &bucket.name;
     (sink, summary)
 }
 
@@ -216,7 +210,6 @@ async fn history_scans_against_moto() {
     let name = moto::unique("history");
     client.create_bucket().bucket(&name).send().await.unwrap();
     let bucket = Bucket {
-        name: name.clone(),
         client: client.clone(),
         _server: server,
     };
@@ -268,7 +261,7 @@ async fn history_scans_against_moto() {
     let counting = Arc::new(CountingLister::new(S3Lister::new(client.clone())));
     let scan = bucket.scan(counting.clone(), Filters::default(), 32);
     let started = Instant::now();
-    let (sink, summary) = history(&bucket, &scan, &url).await;
+    let (sink, summary) = history(&scan, &url).await;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "history scan: {} objects, {} bytes in {secs:.2}s: {:.0} objects/s, {:.2} MB/s compressed, {:.2} MB/s decoded ({} ListObjectsV2 calls)",
@@ -313,7 +306,7 @@ async fn history_scans_against_moto() {
         regions: ["eu-west-1".to_owned()].into(),
     };
     let scan = bucket.scan(counting.clone(), filters, 16);
-    let (sink, summary) = history(&bucket, &scan, &url).await;
+    let (sink, summary) = history(&scan, &url).await;
     let listed: Vec<(String, bool)> = counting.listed();
     let data: BTreeSet<String> = listed
         .iter()
@@ -460,12 +453,12 @@ async fn batch_operations_events_give_one_result_per_task_and_local_scan_alerts(
         let doc = serde_json::to_value(&response).unwrap();
         assert_eq!(doc["treatMissingKeysAs"], "PermanentFailure");
         assert!(doc["results"][0]["resultCode"].is_string());
-        let from = format!("s3://trailwatch-demo-cloudtrail/");
+        let from = "s3://trailwatch-demo-cloudtrail/";
         let to = format!("{}/", demo.display());
         let batch: Vec<String> = sink
             .notifications()
             .iter()
-            .map(|n| n.document.replace(&from, &to))
+            .map(|n| n.document.replace(from, &to))
             .collect();
         let local: Vec<String> = local_sink
             .notifications()
@@ -552,4 +545,59 @@ async fn a_redriven_destination_record_alerts_like_the_original_event() {
     assert_eq!(response["batchItemFailures"], json!([]));
     let (_, docs) = run(trailwatch::redrive::unwrap(destination)).await;
     assert_eq!(docs, expected);
+}
+
+#[tokio::test]
+async fn a_prefix_with_a_failed_object_is_not_checkpointed_and_is_retried() {
+    use trailwatch::history::list::MemoryLister;
+    use trailwatch::source::MemorySource;
+    let good = "AWSLogs/111111111111/CloudTrail/us-east-1/2024/03/01/a.json.gz";
+    let corrupt = "AWSLogs/111111111111/CloudTrail/us-east-1/2024/03/02/b.json.gz";
+    let gone = "AWSLogs/111111111111/CloudTrail/us-east-1/2024/03/02/c.json.gz";
+    let body = gzip(
+        &json!({"Records": [record("111111111111", "us-east-1", 1_709_280_000_000, "e1", true)]})
+            .to_string(),
+    );
+    let lister: Arc<dyn Lister> = Arc::new(MemoryLister::new(
+        "bkt",
+        [good, corrupt, gone].map(String::from),
+    ));
+    let source = MemorySource::default().with("bkt", good, body).with(
+        "bkt",
+        corrupt,
+        b"{\"Records\":[".to_vec(),
+    );
+    let scan = HistoryScan {
+        lister,
+        source: Arc::new(source),
+        detector: detector(),
+        filters: Filters::default(),
+        jobs: 2,
+        progress: Arc::new(Progress::default()),
+        today: today(),
+    };
+    let url = S3Url::parse("s3://bkt").unwrap();
+    let plan = plan(scan.lister.as_ref(), &url, &scan.filters, scan.today)
+        .await
+        .unwrap();
+    assert_eq!(plan.len(), 2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cp");
+    let mut checkpoint = Checkpoint::open(&path, &json!({}), Window::default()).unwrap();
+    let collected = collect(&scan, &plan, Some(&mut checkpoint)).await.unwrap();
+    assert_eq!(collected.matches.len(), 1);
+    assert_eq!(collected.counters.missing_objects, 1);
+    assert_eq!(collected.failures.len(), 1);
+    assert!(
+        collected.failures[0].starts_with(&format!("s3://bkt/{corrupt}: ")),
+        "{:?}",
+        collected.failures
+    );
+    drop(checkpoint);
+    let checkpoint = Checkpoint::open(&path, &json!({}), Window::default()).unwrap();
+    assert_eq!(
+        checkpoint.done,
+        ["AWSLogs/111111111111/CloudTrail/us-east-1/2024/03/01/".to_owned()].into(),
+        "only the clean prefix is finished"
+    );
 }

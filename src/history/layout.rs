@@ -516,4 +516,68 @@ mod tests {
         );
         assert_eq!(lister.calls(), 0);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Pruning never loses a key the filters admit, and every listed key
+        /// the scan reads is admitted.
+        #[test]
+        fn the_plan_finds_exactly_the_admitted_keys(
+            keys in proptest::collection::vec((0usize..4, 0usize..3, 0usize..6, proptest::bool::ANY), 1..40),
+            accounts in proptest::collection::btree_set(0usize..4, 0..3),
+            regions in proptest::collection::btree_set(0usize..3, 0..2),
+            since in proptest::option::of(0i64..6),
+            until in proptest::option::of(0i64..6),
+        ) {
+            const ACCOUNTS: [&str; 4] = ["111111111111", "222222222222", "333333333333", "444444444444"];
+            const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "sa-east-1"];
+            let first = day("2024/02/27");
+            let keys: Vec<String> = keys
+                .iter()
+                .map(|&(a, r, d, digest)| {
+                    let org = if a >= 2 { "o-a1b2c3d4e5/" } else { "" };
+                    let kind = if digest { "CloudTrail-Digest" } else { "CloudTrail" };
+                    format!(
+                        "t/AWSLogs/{org}{}/{kind}/{}/{}/f{a}{r}{d}.json.gz",
+                        ACCOUNTS[a], REGIONS[r], super::day_path(first + d as i64)
+                    )
+                })
+                .collect();
+            let filters = Filters {
+                window: Window {
+                    since_ms: since.map(|d| (first + d) * 86_400_000 + 3_600_000),
+                    until_ms: until.map(|d| (first + d) * 86_400_000 + 7_200_000),
+                },
+                accounts: accounts.iter().map(|&a| ACCOUNTS[a].to_owned()).collect(),
+                regions: regions.iter().map(|&r| REGIONS[r].to_owned()).collect(),
+            };
+            let lister = MemoryLister::new("bkt", keys.clone());
+            let today = first + 10;
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let found: BTreeSet<String> = rt.block_on(async {
+                let plan = plan(&lister, &S3Url::parse("s3://bkt/t/").unwrap(), &filters, today)
+                    .await
+                    .unwrap();
+                let mut found = BTreeSet::new();
+                for prefix in plan.prefixes() {
+                    let pages: Vec<_> = lister.pages("bkt", &prefix, false).try_collect().await.unwrap();
+                    for page in pages {
+                        found.extend(page.objects.into_iter().map(|o| o.key).filter(|k| filters.admits_key(k, today)));
+                    }
+                }
+                found
+            });
+            let expected: BTreeSet<String> = keys.into_iter().filter(|k| {
+                let log = LogKey::parse(k);
+                log.is_some_and(|log| {
+                    let d = log.day.unwrap();
+                    (filters.accounts.is_empty() || filters.accounts.contains(log.account))
+                        && (filters.regions.is_empty() || filters.regions.contains(log.region))
+                        && since.is_none_or(|s| d >= first + s)
+                        && until.is_none_or(|u| d <= first + u)
+                })
+            }).collect();
+            proptest::prop_assert_eq!(found, expected);
+        }
+    }
 }
