@@ -6,11 +6,13 @@
 //! through the same dedup and alert pipeline as a local scan.
 
 pub mod checkpoint;
+pub mod entry;
 pub mod layout;
 pub mod list;
 pub mod scan;
 pub mod window;
 
+pub use entry::{collect_history, collect_s3, HistoryArgs, HistoryError};
 pub use layout::{plan, Filters, Plan, S3Url};
 pub use list::{CountingLister, Lister, MemoryLister, S3Lister};
 pub use scan::{collect, decide, Collected, HistoryScan, Progress};
