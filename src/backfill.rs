@@ -85,6 +85,14 @@ pub struct CreateJob {
 }
 
 impl CreateJob {
+    /// The account and region of a Lambda function ARN
+    /// (`arn:aws:lambda:REGION:ACCOUNT:function:NAME`), where the job must run.
+    pub fn account_and_region(function_arn: &str) -> Option<(String, String)> {
+        let parts: Vec<&str> = function_arn.split(':').collect();
+        (parts.len() >= 7 && parts[0] == "arn" && parts[2] == "lambda" && parts[5] == "function")
+            .then(|| (parts[4].to_owned(), parts[3].to_owned()))
+    }
+
     /// The shell command, arguments single-quoted.
     pub fn command(&self) -> String {
         let operation = serde_json::json!({"LambdaInvoke": {
@@ -208,5 +216,10 @@ mod tests {
         assert!(command.contains(r#""ETag":"abc""#));
         assert!(command.contains("--role-arn arn:aws:iam::123456789012:role/trailwatch-batch"));
         assert!(command.contains("S3BatchOperations_CSV_20180820"));
+        assert_eq!(
+            CreateJob::account_and_region(&job.function_arn),
+            Some(("123456789012".into(), "us-east-1".into()))
+        );
+        assert_eq!(CreateJob::account_and_region("arn:aws:s3:::b"), None);
     }
 }

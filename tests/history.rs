@@ -268,7 +268,14 @@ async fn history_scans_against_moto() {
     let url = S3Url::parse(&format!("s3://{name}/trail")).unwrap();
 
     // 1. Everything: the same alerts as the local scan of the same files.
+    let local_started = Instant::now();
     let (local_sink, local) = local_scan(std::slice::from_ref(&root)).await;
+    let local_secs = local_started.elapsed().as_secs_f64();
+    eprintln!(
+        "local scan of the same files: {:.0} objects/s, {:.2} MB/s compressed",
+        local.counters.objects as f64 / local_secs,
+        log_bytes as f64 / 1e6 / local_secs
+    );
     assert!(local.failures.is_empty(), "{:?}", local.failures);
     let counting = Arc::new(CountingLister::new(S3Lister::new(client.clone())));
     let scan = bucket.scan(counting.clone(), Filters::default(), 32);
