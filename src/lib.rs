@@ -14,12 +14,16 @@
 //! against S3/DynamoDB/SNS, the local filesystem, and in-memory fakes.
 
 pub mod alert;
+pub mod backfill;
+pub mod batchops;
 pub mod config;
 pub mod decode;
 pub mod dedup;
 pub mod detect;
 pub mod handler;
+pub mod history;
 pub mod pipeline;
+pub mod redrive;
 pub mod rule;
 pub mod scan;
 pub mod sink;

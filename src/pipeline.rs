@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::alert::{build_alert, build_rollup, Notification};
@@ -18,7 +18,8 @@ use crate::rule::{first_present, scalar_text, Rule, RuleSet};
 use crate::sink::AlertSink;
 
 /// Counts for one invocation or scan (SPEC §10).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// Deserialize: a resumable history scan keeps the counts of finished prefixes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Counters {
     pub objects: u64,

@@ -36,6 +36,16 @@ pub enum SourceError {
     NotFound(ObjectRef),
     #[error("{object}: {message}")]
     Failed { object: ObjectRef, message: String },
+    /// Throttling, a timeout or a dropped connection: the same request may succeed later.
+    #[error("{object}: {message} (transient, retry later)")]
+    Transient { object: ObjectRef, message: String },
+}
+
+impl SourceError {
+    /// Whether retrying the same request later can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SourceError::Transient { .. })
+    }
 }
 
 #[async_trait]
