@@ -13,6 +13,7 @@ mod differential;
 mod emulator;
 mod generator;
 mod handler;
+mod history;
 mod hostile_input;
 mod moto_harness;
 mod oracle;

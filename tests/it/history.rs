@@ -6,9 +6,6 @@
 //! matching prefixes, and a scan interrupted halfway and resumed from its
 //! checkpoint must give the same alerts.
 
-#[path = "support/moto.rs"]
-mod moto;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,6 +32,8 @@ use trailwatch::scan::ScanSummary;
 use trailwatch::sink::MemorySink;
 use trailwatch::source::{LocalSource, ObjectSource, S3Source};
 use trailwatch::time::{format_ms, parse_event_time};
+
+use crate::support::moto;
 
 const ORG: &str = "o-a1b2c3d4e5";
 const ACCOUNTS: [(&str, bool); 4] = [
