@@ -154,7 +154,7 @@ fn scan(args: ScanArgs) -> ExitCode {
         .map(|j| j as usize)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let progress = !args.no_progress && (args.progress || std::io::stderr().is_terminal());
-    let summary = runtime().block_on(trailwatch::scan::run(
+    let summary = runtime().block_on(trailwatch::files::run(
         &detector,
         &alerter,
         &args.paths,
