@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
@@ -122,7 +123,7 @@ impl Handler {
             }
             Trigger::Batch(messages) => {
                 let mut total = Outcome::default();
-                let mut failed_ids = Vec::new();
+                let mut failed = Vec::new();
                 for message in messages {
                     let outcome = match message.objects {
                         Ok(objects) => self.process_objects(objects).await,
@@ -139,13 +140,20 @@ impl Handler {
                         }
                     };
                     if !outcome.failures.is_empty() {
-                        failed_ids.push(json!({"itemIdentifier": message.message_id}));
+                        let mut failure = BatchItemFailure::default();
+                        failure.item_identifier = message.message_id.clone();
+                        failed.push(failure);
                     }
                     total.merge(outcome);
                 }
                 log_summary("sqs", &total, started);
                 // Partial batch response: only the failed messages are retried.
-                return Ok(json!({"batchItemFailures": failed_ids}));
+                let mut response = SqsBatchResponse::default();
+                response.batch_item_failures = failed;
+                // (Strings only: this cannot fail, and were it to, the whole batch
+                // would be retried rather than acknowledged.)
+                return serde_json::to_value(response)
+                    .map_err(|e| HandlerError::Objects(vec![format!("SQS batch response: {e}")]));
             }
         };
         log_summary(kind, &outcome, started);

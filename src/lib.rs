@@ -9,9 +9,10 @@
 //! ```
 //!
 //! [`handler`] wires these for one Lambda invocation (also `trailwatch invoke`),
-//! [`scan`] for local files. AWS clients sit behind the [`source::ObjectSource`],
-//! [`dedup::DedupStore`] and [`sink::AlertSink`] traits, so the same pipeline runs
-//! against S3/DynamoDB/SNS, the local filesystem, and in-memory fakes.
+//! [`files`] for local files (`trailwatch scan`). AWS clients sit behind the
+//! [`source::ObjectSource`], [`dedup::DedupStore`] and [`sink::AlertSink`] traits, so
+//! the same pipeline runs against S3/DynamoDB/SNS, the local filesystem, and
+//! in-memory fakes.
 
 pub mod alert;
 pub mod backfill;
@@ -20,12 +21,12 @@ pub mod config;
 pub mod decode;
 pub mod dedup;
 pub mod detect;
+pub mod files;
 pub mod handler;
 pub mod history;
 pub mod pipeline;
 pub mod redrive;
 pub mod rule;
-pub mod scan;
 pub mod sink;
 pub mod source;
 pub mod text;

@@ -1,14 +1,17 @@
-//! Splits a decoded CloudTrail document into records without parsing them.
+//! Splits a decoded CloudTrail document into records without parsing them: the
+//! record splitter's state machine.
 //!
 //! The scanner tracks JSON structure exactly (strings, escapes, nesting) 64 bytes at
 //! a time with bit masks, the technique of simdjson's first stage: one mask for
 //! quotes, one for backslashes, one for `{`/`[` and one for `}`/`]`, computed with
-//! SIMD compares (module `masks`); escaped quotes are removed with carry arithmetic
+//! SIMD compares by a [`kernel`]; escaped quotes are removed with carry arithmetic
 //! and a prefix XOR turns quotes into an "inside a string" mask. Brackets outside strings
 //! change the depth; only the transitions at the top three levels (root object,
 //! `Records` array, record) are looked at one by one, so the cost per byte is a
 //! handful of word operations. A block with no bracket outside a string, or whose
-//! brackets all stay below the record level, costs no more than its masks.
+//! brackets all stay below the record level, costs no more than its masks. The
+//! text between the containers at the top levels (member names, scalar elements)
+//! is read by the root-level lexer in module `root`.
 //!
 //! Meanwhile the [`Prefilter`] searches each decoded buffer for its literal needles
 //! (one `memmem` pass per buffer, not per record), and the block loop turns the hits,
@@ -25,8 +28,8 @@
 //! stream ends, so every hit is known before the loop reaches its block. Escapes
 //! need no such care: the escape state is carried from block to block.
 //!
-//! The mask computation is the inner loop; module `kernel` compiles it for AVX-512
-//! and AVX2 (picked at run time) besides the baseline SSE2 / NEON / portable ones.
+//! The mask computation is the inner loop; [`dispatch`] runs it with the AVX-512 or
+//! AVX2 kernel (picked at run time) or the baseline SSE2 / NEON / portable one.
 //! They all give the same masks, and the tests check each against the obvious loop.
 //!
 //! Memory: one read buffer (256 KiB, reused by the next object on the same thread)
@@ -34,10 +37,16 @@
 //! [`Limits::max_record_bytes`], and the needle positions not yet passed. Nothing
 //! is kept per record.
 
+mod kernel;
+mod root;
+#[cfg(test)]
+mod tests;
+
 use std::cell::RefCell;
 use std::io::Read;
 
-use memchr::memchr2;
+use kernel::Kernel;
+use root::syntax;
 
 use super::{DecodeError, DecodedStream, Limits, Prefilter};
 
@@ -285,38 +294,6 @@ impl<'a, F: FnMut(u64, &[u8])> Scanner<'a, F> {
         }
     }
 
-    /// The first non-whitespace byte decides whether this is JSON at all.
-    fn check_start(&self, buf: &[u8]) -> Result<(), DecodeError> {
-        if self.root != Root::NotYet {
-            return Ok(());
-        }
-        match self
-            .slice(buf, self.carry.scanned, self.end())
-            .iter()
-            .find(|b| !is_ws(**b))
-        {
-            Some(b'{' | b'[') | None => Ok(()),
-            Some(&other) => Err(DecodeError::NotJson(other)),
-        }
-    }
-
-    /// After the root value closes only whitespace may follow.
-    fn check_trailing(&mut self, buf: &[u8]) -> Result<(), DecodeError> {
-        if self.root != Root::Closed {
-            return Ok(());
-        }
-        let from = self.members_from;
-        let rest = self.slice(buf, from, self.end());
-        if let Some(at) = rest.iter().position(|b| !is_ws(*b)) {
-            return Err(syntax(
-                from + at as u64,
-                "trailing data after the JSON document",
-            ));
-        }
-        self.members_from = self.end();
-        Ok(())
-    }
-
     /// The oldest stream offset still needed.
     fn keep_from(&self) -> u64 {
         let needed = match (self.root, self.carry.depth) {
@@ -386,7 +363,7 @@ impl<'a, F: FnMut(u64, &[u8])> Scanner<'a, F> {
         } else {
             self.filled.saturating_sub(self.lookahead)
         };
-        kernel::dispatch(self, buf, limit)?;
+        dispatch(self, buf, limit)?;
         let at = (self.carry.scanned - self.base) as usize;
         if at_eof && at < self.filled {
             let mut block = [b' '; BLOCK];
@@ -412,7 +389,7 @@ impl<'a, F: FnMut(u64, &[u8])> Scanner<'a, F> {
     /// # Safety
     /// The CPU has the features of the kernel `K`.
     #[inline(always)]
-    unsafe fn scan_range<K: kernel::Kernel>(
+    unsafe fn scan_range<K: Kernel>(
         &mut self,
         buf: &[u8],
         limit: usize,
@@ -443,7 +420,7 @@ impl<'a, F: FnMut(u64, &[u8])> Scanner<'a, F> {
     /// # Safety
     /// The CPU has the features of the kernel `K`.
     #[inline(always)]
-    unsafe fn step<K: kernel::Kernel>(
+    unsafe fn step<K: Kernel>(
         &mut self,
         carry: &mut Carry,
         next_hit: &mut u64,
@@ -644,119 +621,6 @@ impl<'a, F: FnMut(u64, &[u8])> Scanner<'a, F> {
             (self.on_candidate)(from, record);
         }
     }
-
-    /// Parses the root-level text before `at` and returns the name of the member
-    /// whose value starts at `at` (if the text ends with `"name":`). A scalar
-    /// `Records` member is counted as a `Records` that is not an array.
-    fn root_members(&mut self, buf: &[u8], at: u64) -> Result<Option<String>, DecodeError> {
-        let from = self.members_from;
-        let text = self.slice(buf, from, at);
-        let mut i = 0;
-        let mut not_array = 0;
-        let pending = loop {
-            i = skip(text, i, |b| is_ws(b) || b == b',');
-            if i == text.len() {
-                break None;
-            }
-            let (key, next) = json_string(text, i, from)?;
-            i = skip(text, next, is_ws);
-            if text.get(i) != Some(&b':') {
-                return Err(syntax(from + i as u64, "expected ':' after a member name"));
-            }
-            i = skip(text, i + 1, is_ws);
-            if i == text.len() {
-                break Some(key);
-            }
-            // The reference parse reads a `Records` value in full and skips others,
-            // which accepts more (lone surrogates, for one); do the same.
-            let strict = key == "Records";
-            i = scalar_end(text, i, from, strict)?;
-            if strict {
-                not_array += 1;
-            }
-        };
-        self.stats.records_not_array += not_array;
-        Ok(pending)
-    }
-
-    /// Counts the scalar elements between two container elements of `Records`.
-    fn gap_elements(&mut self, buf: &[u8], at: u64) -> Result<u64, DecodeError> {
-        let from = self.gap_from;
-        let text = self.slice(buf, from, at);
-        if text.iter().all(|&b| is_ws(b) || b == b',') {
-            return Ok(0);
-        }
-        let mut i = 0;
-        let mut count = 0;
-        loop {
-            i = skip(text, i, |b| is_ws(b) || b == b',');
-            if i == text.len() {
-                return Ok(count);
-            }
-            i = scalar_end(text, i, from, true)?;
-            count += 1;
-        }
-    }
-}
-
-fn syntax(offset: u64, message: &str) -> DecodeError {
-    DecodeError::Syntax {
-        offset,
-        message: message.to_owned(),
-    }
-}
-
-fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-fn skip(text: &[u8], mut i: usize, pred: impl Fn(u8) -> bool) -> usize {
-    while i < text.len() && pred(text[i]) {
-        i += 1;
-    }
-    i
-}
-
-/// The index after the JSON string starting at `text[i]` (a quote).
-fn string_end(text: &[u8], i: usize, base: u64) -> Result<usize, DecodeError> {
-    if text.get(i) != Some(&b'"') {
-        return Err(syntax(base + i as u64, "expected a string"));
-    }
-    let mut j = i + 1;
-    loop {
-        match memchr2(b'"', b'\\', text.get(j..).unwrap_or_default()) {
-            Some(k) if text[j + k] == b'\\' => j += k + 2,
-            Some(k) => return Ok(j + k + 1),
-            None => return Err(syntax(base + i as u64, "unterminated string")),
-        }
-    }
-}
-
-/// Decodes the JSON string starting at `text[i]`; returns it and the index after it.
-fn json_string(text: &[u8], i: usize, base: u64) -> Result<(String, usize), DecodeError> {
-    let end = string_end(text, i, base)?;
-    let value = serde_json::from_slice(&text[i..end])
-        .map_err(|e| syntax(base + i as u64, &e.to_string()))?;
-    Ok((value, end))
-}
-
-/// Validates the scalar value starting at `text[i]`; returns the index after it.
-/// `strict` reads it as a value (as the reference parse does for `Records` and its
-/// elements); otherwise it is only skipped, as the reference skips other members.
-fn scalar_end(text: &[u8], i: usize, base: u64, strict: bool) -> Result<usize, DecodeError> {
-    let end = if text[i] == b'"' {
-        string_end(text, i, base)?
-    } else {
-        skip(text, i, |b| !is_ws(b) && b != b',')
-    };
-    let token = &text[i..end];
-    let checked = if strict && text[i] == b'"' {
-        serde_json::from_slice::<String>(token).map(drop)
-    } else {
-        serde_json::from_slice::<serde::de::IgnoredAny>(token).map(drop)
-    };
-    checked.map_err(|e| syntax(base + i as u64, &e.to_string()))?;
-    Ok(end)
 }
 
 const EVEN_BITS: u64 = 0x5555_5555_5555_5555;
@@ -776,788 +640,67 @@ fn find_escaped(backslash: u64, prev_escaped: &mut u64) -> u64 {
     (EVEN_BITS ^ invert_mask) & follows_escape
 }
 
-/// Bit i of the result is the XOR of bits 0..=i: 1 from an opening quote up to,
-/// not including, its closing quote.
-#[inline(always)]
-fn prefix_xor(mut x: u64) -> u64 {
-    x ^= x << 1;
-    x ^= x << 2;
-    x ^= x << 4;
-    x ^= x << 8;
-    x ^= x << 16;
-    x ^= x << 32;
-    x
-}
-
 /// The block loop compiled for the CPU at hand.
 ///
 /// The mask computation dominates the scan, and the x86_64 baseline (SSE2, no
 /// `popcnt`) leaves a lot on the table: AVX2 compares 32 bytes at a time, AVX-512BW
 /// produces each 64-bit mask with one compare, `popcnt`/`lzcnt` replace bit-trick
 /// sequences and `pclmulqdq` computes the prefix XOR in one multiply. The loop is
-/// generic over a [`Kernel`]; [`dispatch`] picks the best one the CPU supports
-/// (checked once per buffer; the check is a cached atomic load) and runs the loop
-/// inside a function compiled with those features, into which everything is
-/// inlined. aarch64 has all it needs in its baseline (NEON).
-mod kernel {
-    use super::{masks, DecodeError, Scanner, BLOCK};
+/// generic over a [`Kernel`]; this picks the best one the CPU supports (checked
+/// once per buffer; the check is a cached atomic load) and runs the loop inside a
+/// function compiled with those features, into which everything is inlined. aarch64
+/// has all it needs in its baseline (NEON). A pinned kernel the CPU lacks falls
+/// back to the baseline.
+fn dispatch<F: FnMut(u64, &[u8])>(
+    scanner: &mut Scanner<'_, F>,
+    buf: &[u8],
+    limit: usize,
+) -> Result<(), DecodeError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use kernel::{avx2::Avx2, avx512::Avx512, Choice};
+        let choice = scanner.kernel;
+        if matches!(choice, Choice::Auto | Choice::Avx512) && Avx512::available() {
+            // SAFETY: the CPU has AVX-512F/BW, POPCNT, LZCNT, BMI1 and PCLMULQDQ.
+            return unsafe { x86::scan_avx512(scanner, buf, limit) };
+        }
+        if matches!(choice, Choice::Auto | Choice::Avx2) && Avx2::available() {
+            // SAFETY: the CPU has AVX2, POPCNT, LZCNT, BMI1 and PCLMULQDQ.
+            return unsafe { x86::scan_avx2(scanner, buf, limit) };
+        }
+    }
+    // SAFETY: the baseline kernel needs nothing beyond the target.
+    unsafe { scanner.scan_range::<kernel::Baseline>(buf, limit) }
+}
 
-    /// A way to compute the block masks.
-    ///
+/// The block loop instantiated inside functions compiled with the x86 kernels'
+/// features, so that the kernel and the bit arithmetic around it inline together.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::kernel::{avx2::Avx2, avx512::Avx512};
+    use super::{DecodeError, Scanner};
+
     /// # Safety
-    ///
-    /// `classify` and `prefix_xor` may use CPU features beyond the target's
-    /// baseline: call them only when [`Choice::available`] says so for the kernel.
-    pub trait Kernel {
-        /// # Safety
-        /// The CPU has the kernel's features.
-        unsafe fn classify(block: &[u8; BLOCK]) -> masks::Masks;
-        /// # Safety
-        /// The CPU has the kernel's features.
-        unsafe fn prefix_xor(x: u64) -> u64;
-    }
-
-    /// The target's baseline: SSE2 on x86_64, NEON on aarch64, SWAR elsewhere.
-    pub struct Baseline;
-
-    impl Kernel for Baseline {
-        #[inline(always)]
-        unsafe fn classify(block: &[u8; BLOCK]) -> masks::Masks {
-            masks::classify(block)
-        }
-        #[inline(always)]
-        unsafe fn prefix_xor(x: u64) -> u64 {
-            super::prefix_xor(x)
-        }
-    }
-
-    /// Which kernel to run.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Choice {
-        /// The best the CPU supports.
-        Auto,
-        Baseline,
-        Avx2,
-        Avx512,
-    }
-
-    impl Choice {
-        /// `TRAILWATCH_SCAN_KERNEL` (`baseline`, `avx2`, `avx512`) pins a kernel, so
-        /// that a benchmark can show what the CPU-specific code buys; anything else
-        /// means the best available. Read once.
-        pub fn from_env() -> Choice {
-            static CHOICE: std::sync::OnceLock<Choice> = std::sync::OnceLock::new();
-            *CHOICE.get_or_init(
-                || match std::env::var("TRAILWATCH_SCAN_KERNEL").as_deref() {
-                    Ok("baseline") => Choice::Baseline,
-                    Ok("avx2") => Choice::Avx2,
-                    Ok("avx512") => Choice::Avx512,
-                    _ => Choice::Auto,
-                },
-            )
-        }
-
-        /// Can this kernel run on this CPU?
-        #[cfg(test)]
-        pub fn available(self) -> bool {
-            match self {
-                Choice::Auto | Choice::Baseline => true,
-                #[cfg(target_arch = "x86_64")]
-                Choice::Avx2 => x86::has_avx2(),
-                #[cfg(target_arch = "x86_64")]
-                Choice::Avx512 => x86::has_avx512(),
-                #[cfg(not(target_arch = "x86_64"))]
-                Choice::Avx2 | Choice::Avx512 => false,
-            }
-        }
-    }
-
-    /// Runs the block loop up to `limit` with the chosen kernel (or the baseline,
-    /// when the choice is not available).
-    pub fn dispatch<F: FnMut(u64, &[u8])>(
+    /// The CPU has the features named below ([`Avx2`]'s `available`).
+    #[target_feature(enable = "avx2,popcnt,lzcnt,bmi1,pclmulqdq")]
+    pub unsafe fn scan_avx2<F: FnMut(u64, &[u8])>(
         scanner: &mut Scanner<'_, F>,
         buf: &[u8],
         limit: usize,
     ) -> Result<(), DecodeError> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let choice = scanner.kernel;
-            let avx512 = matches!(choice, Choice::Auto | Choice::Avx512) && x86::has_avx512();
-            if avx512 {
-                // SAFETY: the CPU has AVX-512F/BW, POPCNT, LZCNT, BMI1 and PCLMULQDQ.
-                return unsafe { x86::scan_avx512(scanner, buf, limit) };
-            }
-            if matches!(choice, Choice::Auto | Choice::Avx2) && x86::has_avx2() {
-                // SAFETY: the CPU has AVX2, POPCNT, LZCNT, BMI1 and PCLMULQDQ.
-                return unsafe { x86::scan_avx2(scanner, buf, limit) };
-            }
-        }
-        // SAFETY: the baseline kernel needs nothing beyond the target.
-        unsafe { scanner.scan_range::<Baseline>(buf, limit) }
+        // SAFETY: this function only runs with the kernel's features.
+        unsafe { scanner.scan_range::<Avx2>(buf, limit) }
     }
 
-    #[cfg(target_arch = "x86_64")]
-    pub mod x86 {
-        use std::arch::x86_64::{
-            __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
-            _mm256_set1_epi8, _mm512_cmpeq_epi8_mask, _mm512_loadu_si512, _mm512_or_si512,
-            _mm512_set1_epi8, _mm_clmulepi64_si128, _mm_cvtsi128_si64, _mm_set1_epi8,
-            _mm_set_epi64x,
-        };
-
-        use super::super::{masks::Masks, DecodeError, Scanner, BLOCK};
-        use super::Kernel;
-
-        pub fn has_avx2() -> bool {
-            is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("popcnt")
-                && is_x86_feature_detected!("lzcnt")
-                && is_x86_feature_detected!("bmi1")
-                && is_x86_feature_detected!("pclmulqdq")
-        }
-
-        pub fn has_avx512() -> bool {
-            has_avx2()
-                && is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-        }
-
-        /// The masks with two 32-byte compares per class.
-        ///
-        /// # Safety
-        /// The CPU has AVX2.
-        #[target_feature(enable = "avx2")]
-        #[inline]
-        pub unsafe fn classify_avx2(block: &[u8; BLOCK]) -> Masks {
-            // SAFETY (loads): 32 bytes at offsets 0 and 32 of a 64-byte array.
-            let lo = unsafe { _mm256_loadu_si256(block.as_ptr().cast::<__m256i>()) };
-            let hi = unsafe { _mm256_loadu_si256(block.as_ptr().add(32).cast::<__m256i>()) };
-            let fold = _mm256_set1_epi8(0x20);
-            let (flo, fhi) = (_mm256_or_si256(lo, fold), _mm256_or_si256(hi, fold));
-            let bits = |a: __m256i, b: __m256i, byte: u8| {
-                let needle = _mm256_set1_epi8(byte as i8);
-                let a = _mm256_movemask_epi8(_mm256_cmpeq_epi8(a, needle)) as u32;
-                let b = _mm256_movemask_epi8(_mm256_cmpeq_epi8(b, needle)) as u32;
-                u64::from(a) | (u64::from(b) << 32)
-            };
-            Masks {
-                quote: bits(lo, hi, b'"'),
-                backslash: bits(lo, hi, b'\\'),
-                open: bits(flo, fhi, b'{'),
-                close: bits(flo, fhi, b'}'),
-            }
-        }
-
-        /// The masks with one 64-byte compare per class, straight into mask
-        /// registers.
-        ///
-        /// # Safety
-        /// The CPU has AVX-512F and AVX-512BW.
-        #[target_feature(enable = "avx512f,avx512bw")]
-        #[inline]
-        pub unsafe fn classify_avx512(block: &[u8; BLOCK]) -> Masks {
-            // SAFETY (load): 64 bytes of a 64-byte array.
-            let v = unsafe { _mm512_loadu_si512(block.as_ptr().cast()) };
-            let folded = _mm512_or_si512(v, _mm512_set1_epi8(0x20));
-            Masks {
-                quote: _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(b'"' as i8)),
-                backslash: _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(b'\\' as i8)),
-                open: _mm512_cmpeq_epi8_mask(folded, _mm512_set1_epi8(b'{' as i8)),
-                close: _mm512_cmpeq_epi8_mask(folded, _mm512_set1_epi8(b'}' as i8)),
-            }
-        }
-
-        /// Prefix XOR as a carry-less multiplication by all ones.
-        ///
-        /// # Safety
-        /// The CPU has PCLMULQDQ.
-        #[target_feature(enable = "pclmulqdq")]
-        #[inline]
-        pub unsafe fn clmul_prefix_xor(x: u64) -> u64 {
-            let product = _mm_clmulepi64_si128(_mm_set_epi64x(0, x as i64), _mm_set1_epi8(-1), 0);
-            _mm_cvtsi128_si64(product) as u64
-        }
-
-        pub struct Avx2;
-
-        impl Kernel for Avx2 {
-            #[inline(always)]
-            unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
-                // SAFETY: the caller checked the features (trait contract).
-                unsafe { classify_avx2(block) }
-            }
-            #[inline(always)]
-            unsafe fn prefix_xor(x: u64) -> u64 {
-                // SAFETY: as above.
-                unsafe { clmul_prefix_xor(x) }
-            }
-        }
-
-        pub struct Avx512;
-
-        impl Kernel for Avx512 {
-            #[inline(always)]
-            unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
-                // SAFETY: the caller checked the features (trait contract).
-                unsafe { classify_avx512(block) }
-            }
-            #[inline(always)]
-            unsafe fn prefix_xor(x: u64) -> u64 {
-                // SAFETY: as above.
-                unsafe { clmul_prefix_xor(x) }
-            }
-        }
-
-        /// # Safety
-        /// The CPU has the features named below ([`has_avx2`]).
-        #[target_feature(enable = "avx2,popcnt,lzcnt,bmi1,pclmulqdq")]
-        pub unsafe fn scan_avx2<F: FnMut(u64, &[u8])>(
-            scanner: &mut Scanner<'_, F>,
-            buf: &[u8],
-            limit: usize,
-        ) -> Result<(), DecodeError> {
-            // SAFETY: this function only runs with the kernel's features.
-            unsafe { scanner.scan_range::<Avx2>(buf, limit) }
-        }
-
-        /// # Safety
-        /// The CPU has the features named below ([`has_avx512`]).
-        #[target_feature(enable = "avx512f,avx512bw,avx2,popcnt,lzcnt,bmi1,pclmulqdq")]
-        pub unsafe fn scan_avx512<F: FnMut(u64, &[u8])>(
-            scanner: &mut Scanner<'_, F>,
-            buf: &[u8],
-            limit: usize,
-        ) -> Result<(), DecodeError> {
-            // SAFETY: this function only runs with the kernel's features.
-            unsafe { scanner.scan_range::<Avx512>(buf, limit) }
-        }
-
-        #[cfg(test)]
-        mod tests {
-            use super::super::super::masks::{classify_naive, tests::blocks};
-            use super::*;
-
-            #[test]
-            fn the_avx2_classifier_matches_the_definition() {
-                if !has_avx2() {
-                    return;
-                }
-                for block in blocks() {
-                    // SAFETY: AVX2 was detected.
-                    assert_eq!(
-                        unsafe { classify_avx2(&block) },
-                        classify_naive(&block),
-                        "{block:?}"
-                    );
-                }
-            }
-
-            #[test]
-            fn the_avx512_classifier_matches_the_definition() {
-                if !has_avx512() {
-                    return;
-                }
-                for block in blocks() {
-                    // SAFETY: AVX-512F/BW were detected.
-                    assert_eq!(
-                        unsafe { classify_avx512(&block) },
-                        classify_naive(&block),
-                        "{block:?}"
-                    );
-                }
-            }
-
-            #[test]
-            fn carry_less_prefix_xor_matches_the_shifts() {
-                if !has_avx2() {
-                    return;
-                }
-                let mut x = 0x9e37_79b9_7f4a_7c15u64;
-                for _ in 0..10_000 {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    for value in [x, x & (x >> 3), 1, 1 << 63, u64::MAX, 0] {
-                        // SAFETY: PCLMULQDQ was detected (part of `has_avx2`).
-                        assert_eq!(
-                            unsafe { clmul_prefix_xor(value) },
-                            super::super::super::prefix_xor(value)
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The four byte-class masks of a 64-byte block: bit i describes `block[i]`.
-///
-/// Written with SIMD compares for the two targets that matter (SSE2 is part of
-/// every x86_64 CPU, NEON of every aarch64 one, so neither needs runtime
-/// detection), with a portable SWAR version for the rest. A plain per-byte loop
-/// does not vectorise into compare-and-movemask: the compiler widens every byte to
-/// 64 bits, several times slower. All versions are tested against the obvious
-/// loop.
-pub(crate) mod masks {
-    use super::BLOCK;
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub struct Masks {
-        pub quote: u64,
-        pub backslash: u64,
-        /// `{` and `[` (`b | 0x20 == b'{'` holds for exactly those two bytes).
-        pub open: u64,
-        /// `}` and `]`.
-        pub close: u64,
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    pub use sse2::classify;
-
-    #[cfg(target_arch = "aarch64")]
-    pub use neon::classify;
-
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    pub use portable::classify;
-
-    /// The obvious loop: the definition the others are tested against.
-    #[cfg(test)]
-    pub fn classify_naive(block: &[u8; BLOCK]) -> Masks {
-        let mut m = Masks {
-            quote: 0,
-            backslash: 0,
-            open: 0,
-            close: 0,
-        };
-        for (i, &b) in block.iter().enumerate() {
-            m.quote |= u64::from(b == b'"') << i;
-            m.backslash |= u64::from(b == b'\\') << i;
-            m.open |= u64::from(b == b'{' || b == b'[') << i;
-            m.close |= u64::from(b == b'}' || b == b']') << i;
-        }
-        m
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    pub mod sse2 {
-        use super::{Masks, BLOCK};
-        use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
-            _mm_set1_epi8,
-        };
-
-        #[inline(always)]
-        pub fn classify(block: &[u8; BLOCK]) -> Masks {
-            let mut m = Masks {
-                quote: 0,
-                backslash: 0,
-                open: 0,
-                close: 0,
-            };
-            // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are
-            // always available; each unaligned load reads 16 bytes at offset 0, 16,
-            // 32 or 48 of a 64-byte array.
-            unsafe {
-                let quote = _mm_set1_epi8(b'"' as i8);
-                let backslash = _mm_set1_epi8(b'\\' as i8);
-                let open = _mm_set1_epi8(b'{' as i8);
-                let close = _mm_set1_epi8(b'}' as i8);
-                let fold = _mm_set1_epi8(0x20);
-                for lane in 0..BLOCK / 16 {
-                    let v = _mm_loadu_si128(block.as_ptr().add(16 * lane).cast::<__m128i>());
-                    let folded = _mm_or_si128(v, fold);
-                    let shift = 16 * lane;
-                    let bits = |x: __m128i| u64::from(_mm_movemask_epi8(x) as u16) << shift;
-                    m.quote |= bits(_mm_cmpeq_epi8(v, quote));
-                    m.backslash |= bits(_mm_cmpeq_epi8(v, backslash));
-                    m.open |= bits(_mm_cmpeq_epi8(folded, open));
-                    m.close |= bits(_mm_cmpeq_epi8(folded, close));
-                }
-            }
-            m
-        }
-    }
-
-    #[cfg(target_arch = "aarch64")]
-    pub mod neon {
-        use super::{Masks, BLOCK};
-        use std::arch::aarch64::{
-            uint8x16_t, vandq_u8, vceqq_u8, vdupq_n_u8, vgetq_lane_u64, vld1q_u8, vorrq_u8,
-            vpaddq_u8, vreinterpretq_u64_u8,
-        };
-
-        /// Bit i of each byte lane, to turn four compare results into 64 bits.
-        const WEIGHTS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
-
-        /// simdjson's NEON movemask: weight each lane's byte with its bit, then three
-        /// rounds of pairwise addition pack 4 x 16 bytes into 64 bits.
-        #[inline(always)]
-        unsafe fn bits(c: [uint8x16_t; 4], weights: uint8x16_t) -> u64 {
-            let a = vpaddq_u8(vandq_u8(c[0], weights), vandq_u8(c[1], weights));
-            let b = vpaddq_u8(vandq_u8(c[2], weights), vandq_u8(c[3], weights));
-            let ab = vpaddq_u8(a, b);
-            let ab = vpaddq_u8(ab, ab);
-            vgetq_lane_u64::<0>(vreinterpretq_u64_u8(ab))
-        }
-
-        #[inline(always)]
-        pub fn classify(block: &[u8; BLOCK]) -> Masks {
-            // SAFETY: NEON is part of the aarch64 baseline, so these intrinsics are
-            // always available; each load reads 16 bytes at offset 0, 16, 32 or 48
-            // of a 64-byte array, and `WEIGHTS` is 16 bytes.
-            unsafe {
-                let weights = vld1q_u8(WEIGHTS.as_ptr());
-                let v = [0, 1, 2, 3].map(|lane| vld1q_u8(block.as_ptr().add(16 * lane)));
-                let folded = v.map(|x| vorrq_u8(x, vdupq_n_u8(0x20)));
-                let eq = |x: [uint8x16_t; 4], byte: u8| x.map(|x| vceqq_u8(x, vdupq_n_u8(byte)));
-                Masks {
-                    quote: bits(eq(v, b'"'), weights),
-                    backslash: bits(eq(v, b'\\'), weights),
-                    open: bits(eq(folded, b'{'), weights),
-                    close: bits(eq(folded, b'}'), weights),
-                }
-            }
-        }
-    }
-
-    /// Eight bytes at a time in a `u64` (SWAR), for targets without the above.
-    #[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), allow(dead_code))]
-    pub mod portable {
-        use super::{Masks, BLOCK};
-
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-        const HIGH: u64 = 0x8080_8080_8080_8080;
-
-        /// One bit per byte of `word` that equals `byte` (bit i for byte i).
-        #[inline(always)]
-        fn eq_bits(word: u64, byte: u8) -> u64 {
-            let x = word ^ (ONES * u64::from(byte));
-            // High bit of each byte: set iff that byte of x is non-zero (no carry
-            // crosses bytes: (b & 0x7f) + 0x7f <= 0xfe).
-            let nonzero = ((x & LOW7) + LOW7) | x;
-            let zero = !nonzero & HIGH;
-            // Gather the eight high bits: every product term lands on a distinct bit,
-            // bit i of the top byte coming from byte i.
-            (zero >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
-        }
-
-        #[inline(always)]
-        pub fn classify(block: &[u8; BLOCK]) -> Masks {
-            let mut m = Masks {
-                quote: 0,
-                backslash: 0,
-                open: 0,
-                close: 0,
-            };
-            for (n, chunk) in block.chunks_exact(8).enumerate() {
-                let mut bytes = [0u8; 8];
-                bytes.copy_from_slice(chunk);
-                let word = u64::from_le_bytes(bytes);
-                let folded = word | (ONES * 0x20);
-                let shift = 8 * n;
-                m.quote |= eq_bits(word, b'"') << shift;
-                m.backslash |= eq_bits(word, b'\\') << shift;
-                m.open |= eq_bits(folded, b'{') << shift;
-                m.close |= eq_bits(folded, b'}') << shift;
-            }
-            m
-        }
-    }
-
-    #[cfg(test)]
-    pub(crate) mod tests {
-        use super::*;
-
-        /// Blocks with every byte value at every position, and random mixes of the
-        /// interesting bytes.
-        pub(crate) fn blocks() -> Vec<[u8; BLOCK]> {
-            let mut out = Vec::new();
-            for value in 0..=255u8 {
-                for at in 0..BLOCK {
-                    let mut block = [b'a'; BLOCK];
-                    block[at] = value;
-                    block[(at * 7 + 3) % BLOCK] = value ^ 0x20;
-                    out.push(block);
-                }
-            }
-            let mut state = 0x1234_5678_9abc_def0u64;
-            for _ in 0..2000 {
-                let mut block = [0u8; BLOCK];
-                for b in &mut block {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    let table = b"\"\\{}[]{;}[]\x00\xff x[{";
-                    *b =
-                        table[(state % table.len() as u64) as usize] ^ ((state >> 40) as u8 & 0x80);
-                }
-                out.push(block);
-            }
-            out
-        }
-
-        #[test]
-        fn the_active_classifier_matches_the_definition() {
-            for block in blocks() {
-                assert_eq!(classify(&block), classify_naive(&block), "{block:?}");
-            }
-        }
-
-        #[test]
-        fn the_portable_classifier_matches_the_definition() {
-            for block in blocks() {
-                assert_eq!(
-                    portable::classify(&block),
-                    classify_naive(&block),
-                    "{block:?}"
-                );
-            }
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[test]
-        fn the_sse2_classifier_matches_the_definition() {
-            for block in blocks() {
-                assert_eq!(sse2::classify(&block), classify_naive(&block), "{block:?}");
-            }
-        }
-
-        #[cfg(target_arch = "aarch64")]
-        #[test]
-        fn the_neon_classifier_matches_the_definition() {
-            for block in blocks() {
-                assert_eq!(neon::classify(&block), classify_naive(&block), "{block:?}");
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn candidates(input: &[u8], prefilter: &Prefilter) -> (Vec<String>, ScanOutcome) {
-        let mut out = Vec::new();
-        let outcome = scan_records(input, prefilter, &Limits::default(), |_, rec| {
-            out.push(String::from_utf8_lossy(rec).into_owned())
-        });
-        (out, outcome)
-    }
-
-    #[test]
-    fn splits_records_exactly_through_strings_and_escapes() {
-        let doc = br#"{"Records":[{"a":"}{]["},{"b":"\"}\\"},{"c":{"d":[1,{"e":"\\\""}]}}]}"#;
-        let (recs, outcome) = candidates(doc, &Prefilter::everything());
-        assert!(outcome.error.is_none(), "{:?}", outcome.error);
-        assert_eq!(
-            recs,
-            vec![
-                r#"{"a":"}{]["}"#,
-                r#"{"b":"\"}\\"}"#,
-                r#"{"c":{"d":[1,{"e":"\\\""}]}}"#
-            ]
-        );
-        assert_eq!(outcome.stats.records, 3);
-        assert_eq!(outcome.stats.records_arrays, 1);
-    }
-
-    #[test]
-    fn escape_runs_across_block_boundaries() {
-        for pad in 0..70 {
-            let filler = "x".repeat(pad);
-            let doc = format!(r#"{{"Records":[{{"a":"{filler}\\\\"}},{{"b":"{filler}\\\"}}"}}]}}"#);
-            let (recs, outcome) = candidates(doc.as_bytes(), &Prefilter::everything());
-            assert!(outcome.error.is_none(), "pad {pad}: {:?}", outcome.error);
-            assert_eq!(recs.len(), 2, "pad {pad}");
-            for rec in &recs {
-                serde_json::from_str::<serde_json::Value>(rec).unwrap();
-            }
-        }
-    }
-
-    #[test]
-    fn counts_shapes_that_are_not_records() {
-        let doc = br#"{"x":1,"Other":[{"a":1}],"Records":[1,"s",{"a":2},[{"z":1}],null,{"b":3}],"Records":{"c":1}}"#;
-        let (recs, outcome) = candidates(doc, &Prefilter::everything());
-        assert!(outcome.error.is_none(), "{:?}", outcome.error);
-        assert_eq!(recs, vec![r#"{"a":2}"#, r#"{"b":3}"#]);
-        assert_eq!(outcome.stats.non_object_records, 4);
-        assert_eq!(outcome.stats.records_not_array, 1);
-        let (_, scalar) = candidates(br#"{"Records":5}"#, &Prefilter::everything());
-        assert_eq!(scalar.stats.records_not_array, 1);
-        assert_eq!(scalar.stats.records_arrays, 0);
-        let (_, none) = candidates(br#"{"foo":[{"a":1}]}"#, &Prefilter::everything());
-        assert!(none.error.is_none());
-        assert_eq!(none.stats.records_arrays, 0);
-        assert_eq!(none.stats.records, 0);
-    }
-
-    #[test]
-    fn escaped_member_names_are_decoded() {
-        let (recs, outcome) =
-            candidates(br#"{"R\u0065cords":[{"a":1}]}"#, &Prefilter::everything());
-        assert!(outcome.error.is_none());
-        assert_eq!(recs.len(), 1);
-    }
-
-    #[test]
-    fn structural_errors_are_reported() {
-        let cases: &[(&[u8], &str)] = &[
-            (b"", "empty"),
-            (b"   ", "empty"),
-            (b"hello", "not gzip and not JSON"),
-            (br#"{"Records":[{"a":1}"#, "truncated"),
-            (br#"{"Records":[{"a":"1}]}"#, "truncated"),
-            (br#"{"Records":[{"a":1]]}"#, "mismatched"),
-            (br#"{"Records":[]}}"#, "unbalanced"),
-            (br#"{"Records":[]} x"#, "trailing data"),
-            (br#"{"Records":[]}{}"#, "trailing data"),
-            (br#"{"Records" [{"a":1}]}"#, "expected ':'"),
-        ];
-        for (input, expected) in cases {
-            let (_, outcome) = candidates(input, &Prefilter::everything());
-            let message = outcome.error.map(|e| e.to_string()).unwrap_or_default();
-            assert!(
-                message.contains(expected),
-                "{:?}: {message}",
-                String::from_utf8_lossy(input)
-            );
-        }
-    }
-
-    #[test]
-    fn good_records_before_an_error_are_delivered() {
-        let doc = br#"{"Records":[{"a":1},{"b":2},{"c":"#;
-        let (recs, outcome) = candidates(doc, &Prefilter::everything());
-        assert_eq!(recs.len(), 2);
-        assert!(outcome.error.is_some());
-    }
-
-    #[test]
-    fn record_size_is_capped() {
-        let big = format!(r#"{{"Records":[{{"a":"{}"}}]}}"#, "x".repeat(2 << 20));
-        let limits = Limits {
-            max_record_bytes: 1 << 20,
-            ..Limits::default()
-        };
-        let outcome = scan_records(big.as_bytes(), &Prefilter::everything(), &limits, |_, _| {});
-        assert!(
-            matches!(outcome.error, Some(DecodeError::RecordTooLarge { .. })),
-            "{:?}",
-            outcome.error
-        );
-    }
-
-    #[test]
-    fn needles_split_across_reads_are_found() {
-        // A reader that returns one byte at a time splits every needle.
-        struct Trickle<'a>(&'a [u8]);
-        impl Read for Trickle<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                let n = self.0.len().min(1).min(buf.len());
-                buf[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
-        let rules = crate::rule::RuleSet::embedded();
-        let prefilter = Prefilter::for_rules(&rules.rules);
-        let doc = br#"{"Records":[{"eventName":"Other"},{"eventName":"StartExportTask"},{"x":"\u0041"}]}"#;
-        let mut found = Vec::new();
-        let outcome = scan_records(Trickle(doc), &prefilter, &Limits::default(), |_, r| {
-            found.push(String::from_utf8_lossy(r).into_owned())
-        });
-        assert!(outcome.error.is_none());
-        assert_eq!(
-            found,
-            vec![r#"{"eventName":"StartExportTask"}"#, r#"{"x":"\u0041"}"#]
-        );
-        assert_eq!(outcome.stats.records, 3);
-    }
-
-    /// Documents with strings, escapes, backslash runs and brackets at every
-    /// offset of a block, read whole and a few bytes at a time.
-    fn tricky_documents() -> Vec<Vec<u8>> {
-        let mut docs = Vec::new();
-        for pad in 0..70 {
-            let filler = "x".repeat(pad);
-            for run in 0..6 {
-                let slashes = "\\".repeat(run);
-                let tail = if run % 2 == 1 { "\"" } else { "" };
-                docs.push(
-                    format!(
-                        r#"{{"a":"{filler}","Records":[{{"k":"{filler}{slashes}{tail}]}}[","eventName":"StartExportTask"}},7,{{"{filler}":[{{"z":"\u0041{slashes}{tail}"}}],"q":"{slashes}{tail}"}},"s{filler}",{{"x":"{{[\/"}}],"b":[{{"c":1}}]}}"#
-                    )
-                    .into_bytes(),
-                );
-            }
-        }
-        docs
-    }
-
-    struct Chunks<'a>(&'a [u8], usize);
-    impl Read for Chunks<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.0.len().min(self.1).min(buf.len());
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
-    }
-
-    #[test]
-    fn every_kernel_finds_the_same_records() {
-        use super::kernel::Choice;
-        let rules = crate::rule::RuleSet::embedded();
-        let prefilters = [Prefilter::everything(), Prefilter::for_rules(&rules.rules)];
-        let kernels = [Choice::Baseline, Choice::Avx2, Choice::Avx512];
-        for doc in tricky_documents() {
-            for prefilter in &prefilters {
-                for chunk in [3, 1 << 20] {
-                    let run = |kernel: Choice| {
-                        let mut recs = Vec::new();
-                        let outcome = scan_with(
-                            kernel,
-                            Chunks(&doc, chunk),
-                            prefilter,
-                            &Limits::default(),
-                            |at, r| recs.push((at, r.to_vec())),
-                        );
-                        (recs, outcome.stats, outcome.error.map(|e| e.to_string()))
-                    };
-                    let expected = run(Choice::Baseline);
-                    assert!(
-                        expected.2.is_none(),
-                        "{:?}: {}",
-                        expected.2,
-                        String::from_utf8_lossy(&doc)
-                    );
-                    assert_eq!(expected.1.records, 3);
-                    for kernel in kernels.into_iter().filter(|k| k.available()) {
-                        assert_eq!(
-                            run(kernel),
-                            expected,
-                            "{kernel:?}: {}",
-                            String::from_utf8_lossy(&doc)
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn decompressed_size_is_capped() {
-        let doc = format!(r#"{{"Records":[{}]}}"#, vec![r#"{"a":1}"#; 1000].join(","));
-        let limits = Limits {
-            max_decompressed_bytes: 100,
-            ..Limits::default()
-        };
-        let outcome = scan_records(doc.as_bytes(), &Prefilter::everything(), &limits, |_, _| {});
-        assert!(matches!(
-            outcome.error,
-            Some(DecodeError::TooLarge { limit: 100 })
-        ));
+    /// # Safety
+    /// The CPU has the features named below ([`Avx512`]'s `available`).
+    #[target_feature(enable = "avx512f,avx512bw,avx2,popcnt,lzcnt,bmi1,pclmulqdq")]
+    pub unsafe fn scan_avx512<F: FnMut(u64, &[u8])>(
+        scanner: &mut Scanner<'_, F>,
+        buf: &[u8],
+        limit: usize,
+    ) -> Result<(), DecodeError> {
+        // SAFETY: this function only runs with the kernel's features.
+        unsafe { scanner.scan_range::<Avx512>(buf, limit) }
     }
 }

@@ -1,102 +1,15 @@
-//! Dedup windows in DynamoDB, for Lambda mode (`TRAILWATCH_DEDUP_TABLE`).
-//!
-//! Lambda instances run concurrently and forget everything on a cold start, so the
-//! windows live in a table that every instance reads and writes with conditional
-//! writes. The semantics are exactly those of [`super::transition`] (SPEC §4, event
-//! time); this module only persists its result atomically and adds what a real
-//! deployment needs: at-least-once delivery, roll-ups that survive crashes, and
-//! items that expire.
-//!
-//! # Table
-//!
-//! Hash key `pk` (S), TTL attribute `ttl` (epoch seconds), as in `template.yaml`.
-//!
-//! **Window item**, one per dedup key, `pk` = the key (`RuleID:region:account`):
-//!
-//! | attribute | meaning |
-//! |---|---|
-//! | `kind` | `window` |
-//! | `open_ms`, `window_ms`, `end_ms` | the window, in event time (epoch ms); `end_ms` is informational |
-//! | `state` | `pending`: the window's alert is claimed and being published; `alerted`: its publication was confirmed |
-//! | `lease_until_ms` | wall clock: until then a `pending` claim belongs to the invocation publishing it; after it (or `0` once released) the alert may be re-driven |
-//! | `first_event_id` | the `eventID` that alerted for the window |
-//! | `suppressed`, `first_suppressed_ms`, `last_suppressed_ms` | matches counted against the window since its last roll-up |
-//! | `snapshots`, `buckets`, `principals` | their distinct values (string sets, at most [`MAX_DISTINCT`](super::MAX_DISTINCT) each, absent when empty) |
-//! | `seen` | the last [`SEEN_LIMIT`] `eventID`s decided for the key, oldest first (redeliveries), as a JSON array in a string |
-//! | `version` | every write is conditional on the version it read (optimistic concurrency) |
-//! | `ttl` | `max(window end, wall clock) + 2 windows + 1 day`, in seconds |
-//!
-//! **Roll-up item**, one per batch of suppressed matches cut from a closed window,
-//! `pk` = `<key>#rollup#<open_ms>#<cut time ms>-<version>`: `kind` = `rollup`, `key`,
-//! the window's fields as above, `taken_until_ms` (lease of the flush publishing it),
-//! `version`, and `ttl` = cut time + 14 days. A batch is cut when a match opens a
-//! new window (in the same transaction as the new window), or by the scheduled flush
-//! once the window has ended; it is deleted when its publication is confirmed.
-//!
-//! # Deciding a match
-//!
-//! Read the key's item (strongly consistent) → plan with [`super::transition`] →
-//! write the whole item on condition that `version` is still the one read (or that
-//! the item is absent) → on `ConditionalCheckFailedException` plan again on the
-//! item the failed write returns (`ReturnValuesOnConditionCheckFailure=ALL_OLD`,
-//! one request less per conflict), after a short jittered wait. A match whose
-//! `eventID` was seen needs no write. Whole-item writes keep the code one pure
-//! function away from the in-memory store; the item stays a few KB.
-//!
-//! # Guarantees
-//!
-//! - **One alert per window.** A window is opened by exactly one successful
-//!   conditional write, so of any number of concurrent invocations, cold or warm,
-//!   exactly one gets [`Decision::Alert`] for it. The only other ways a window alerts
-//!   again are a re-drive (next point), which carries the same window start and
-//!   therefore the same `alertId`, and expiry (below).
-//! - **At least once.** A window's alert is claimed `pending` with a lease
-//!   ([`DEFAULT_LEASE`]). The pipeline then either confirms it
-//!   ([`DedupStore::confirm`]: `alerted`) or, when the publication failed, releases
-//!   it (lease set to `0`). A released claim, or one whose lease ran out (the
-//!   instance crashed or timed out between claim and publication, or could not even
-//!   reach DynamoDB to release), is re-driven by the next match of the window that
-//!   is not a redelivery, or by the claiming match itself when Lambda retries it: that
-//!   match alerts with the window's start. While the lease runs, a retry of the
-//!   claiming match fails with an error so that Lambda tries again later, rather than
-//!   being taken for a redelivery. When a confirmation is lost (publication done, the
-//!   write failed), the alert can be sent a second time, with the same `alertId`.
-//! - **Redeliveries.** A redelivered record is recognised (neither alerts nor counts)
-//!   when its `eventID` is the window's `first_event_id` or among the last
-//!   [`SEEN_LIMIT`] `eventID`s decided for the key. Older redeliveries still never
-//!   open a window: `open_ms` never moves back and every decided record lies before
-//!   the window end at the time, so an old record is either within one window before
-//!   the current open or later (then suppressed: no alert, but counted once more in
-//!   the roll-up), or more than one window older than the current open (then it
-//!   alerts as a late record, with its own `eventTime` as window start: the same
-//!   `alertId` as its first alert when it alerted the first time). That takes more
-//!   than [`SEEN_LIMIT`] other matches of the same key in between.
-//! - **Expiry.** DynamoDB's TTL deletes lazily (up to days later), so an item whose
-//!   `ttl` has passed by the wall clock is treated as absent whether or not it has
-//!   been deleted yet: a stale window never suppresses, and the answer does not
-//!   depend on when the deletion happens. Its unreported suppressed matches are kept
-//!   (cut to a roll-up item). `ttl` counts from the later of the window end and the
-//!   wall clock at the last write, so backfills of old logs are deduplicated like
-//!   live traffic; the one visible effect of expiry is that a replay of a key's
-//!   records more than a day after the key's last activity alerts again.
-//! - **Roll-ups.** A batch is cut once (conditional write), is returned by
-//!   [`DedupStore::take_rollups`] to one flush at a time (lease), and is deleted by
-//!   [`DedupStore::confirm_rollup`] after its publication; a batch whose publication
-//!   failed or was never confirmed is returned again once its lease has run out, with
-//!   the same `alertId`. Roll-up candidates are found with a filtered `Scan`
-//!   (`suppressed > 0`): the table holds one item per (rule, region, account) plus the
-//!   pending batches, small enough to scan every five minutes without an index.
-//!
-//! A late record (more than a window before the current open) alerts without
-//! touching the window and is remembered only when its publication is confirmed: a
-//! failed or abandoned late alert alerts again on retry; a redelivery that races with
-//! its publication may alert twice, with the same `alertId`.
-//!
-//! A claim whose lease runs out with no later match of the window and no retry
-//! left (the event went to the dead-letter queue) is not re-driven: the event in the
-//! dead-letter queue and its alarm are the record of it.
+//! Dedup windows in DynamoDB, for Lambda mode (`TRAILWATCH_DEDUP_TABLE`): the
+//! requests. Lambda instances run concurrently and forget everything on a cold
+//! start, so the windows live in a table that every instance reads and writes with
+//! conditional writes: read the key's item, plan with the pure state machine in
+//! [`super::lease`], write on condition that the version is still the one read, and
+//! plan again on conflict. The items are encoded in module `item`; the table, the
+//! guarantees (one alert per window, at least once, redeliveries, expiry, roll-ups)
+//! and their reasoning are in `docs/dedup-dynamodb.md`.
 
-use std::collections::{BTreeSet, HashMap};
+mod item;
+
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -109,12 +22,13 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::{transition, Claim, Decision, DedupError, DedupStore, Rollup, Transition, Window};
-use crate::time::{format_ms, now_ms};
+use item::{Item, Kind, PK, VERSION};
 
-/// How many `eventID`s a window item remembers for redelivery detection. At ~40
-/// bytes each this keeps the item far below DynamoDB's 400 KB limit.
-pub const SEEN_LIMIT: usize = 200;
+use super::lease::{plan_confirm, plan_decide, plan_release, Step, StoredRollup, StoredWindow};
+use super::{Claim, Decision, DedupError, DedupStore, Rollup};
+use crate::time::now_ms;
+
+pub use super::lease::SEEN_LIMIT;
 
 /// How long a claimed alert (or a taken roll-up) belongs to the invocation that
 /// claimed it: well above one SNS publication with the SDK's retries. It need not be
@@ -122,17 +36,8 @@ pub const SEEN_LIMIT: usize = 200;
 /// within the lease fails and is tried again later.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
-const DAY_MS: i64 = 86_400_000;
-/// Pending roll-up batches outlive a broken flush for this long.
-const ROLLUP_RETENTION_MS: i64 = 14 * DAY_MS;
 /// Conflicting writes tolerated for one decision before giving up with an error.
 const MAX_ATTEMPTS: u32 = 60;
-
-const PK: &str = "pk";
-const TTL: &str = "ttl";
-const VERSION: &str = "version";
-
-type Item = HashMap<String, AttributeValue>;
 
 /// Windows and roll-up batches in a DynamoDB table.
 pub struct DynamoStore {
@@ -324,7 +229,7 @@ impl DynamoStore {
                 .consistent_read(true)
                 .filter_expression("#s > :zero")
                 .expression_attribute_names("#s", "suppressed")
-                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+                .expression_attribute_values(":zero", item::number(0))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -400,11 +305,8 @@ fn millis(d: Duration) -> i64 {
 /// "Full jitter" exponential backoff, starting at about one request's latency, so
 /// that writers that just collided on a key do not collide again at once.
 fn backoff(attempt: u32) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(attempt);
     let cap_ms = (5u64 << attempt.min(5)).min(100); // 5, 10, 20, 40, 80, 100 ms
-    Duration::from_micros(hasher.finish() % (cap_ms * 1000))
+    Duration::from_micros(fastrand::u64(..cap_ms * 1000))
 }
 
 fn is_conflict<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
@@ -454,410 +356,9 @@ impl Expect {
             Expect::Version(v) => (
                 "#version = :version".into(),
                 Some(HashMap::from([("#version".into(), VERSION.into())])),
-                Some(HashMap::from([(":version".into(), number(v))])),
+                Some(HashMap::from([(":version".into(), item::number(v))])),
             ),
         }
-    }
-}
-
-/// One round of a read-plan-write loop.
-enum Step<T> {
-    /// Nothing to write.
-    Done(T),
-    /// Write `next` (and cut `rollup` to a batch in the same transaction).
-    Write {
-        answer: T,
-        next: Box<StoredWindow>,
-        rollup: Option<Window>,
-    },
-}
-
-/// Whether the window's alert is still in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Pending,
-    Alerted,
-}
-
-/// A window item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct StoredWindow {
-    window: Window,
-    state: State,
-    lease_until_ms: i64,
-    seen: Vec<String>,
-    version: u64,
-    ttl_secs: i64,
-}
-
-impl StoredWindow {
-    fn is_expired(&self, now: i64) -> bool {
-        self.ttl_secs.saturating_mul(1000) <= now
-    }
-
-    fn has_seen(&self, event_id: &str) -> bool {
-        self.window.first_event_id == event_id || self.seen.iter().any(|id| id == event_id)
-    }
-
-    fn to_item(&self, key: &str) -> Item {
-        let mut item = window_attributes(&self.window);
-        item.insert(PK.into(), AttributeValue::S(key.to_owned()));
-        item.insert("kind".into(), AttributeValue::S("window".into()));
-        let state = match self.state {
-            State::Pending => "pending",
-            State::Alerted => "alerted",
-        };
-        item.insert("state".into(), AttributeValue::S(state.into()));
-        item.insert("lease_until_ms".into(), number(self.lease_until_ms));
-        // One string holding a JSON array: ordered (the oldest are dropped first),
-        // and one attribute rather than hundreds of typed list elements to encode.
-        let seen = serde_json::to_string(&self.seen).unwrap_or_else(|_| "[]".into());
-        item.insert("seen".into(), AttributeValue::S(seen));
-        item.insert(VERSION.into(), number(self.version));
-        item.insert(TTL.into(), number(self.ttl_secs));
-        item
-    }
-
-    fn from_item(item: &Item) -> Result<StoredWindow, String> {
-        let state = match text(item, "state")?.as_str() {
-            "pending" => State::Pending,
-            "alerted" => State::Alerted,
-            other => return Err(format!("unknown state {other:?}")),
-        };
-        let seen = match item.get("seen") {
-            None => Vec::new(),
-            Some(AttributeValue::S(json)) => serde_json::from_str(json)
-                .map_err(|e| format!("attribute seen is not a JSON array of strings: {e}"))?,
-            Some(_) => return Err("attribute seen is not a string".into()),
-        };
-        Ok(StoredWindow {
-            window: window_from(item)?,
-            state,
-            lease_until_ms: int(item, "lease_until_ms")?,
-            seen,
-            version: int(item, VERSION)?,
-            ttl_secs: int(item, TTL)?,
-        })
-    }
-}
-
-/// A roll-up batch item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct StoredRollup {
-    pk: String,
-    key: String,
-    window: Window,
-    taken_until_ms: i64,
-    version: u64,
-    ttl_secs: i64,
-}
-
-impl StoredRollup {
-    /// A new batch of `window`'s suppressed matches, cut at wall-clock `now` from
-    /// version `from_version` of the key's window item (unique per key).
-    fn cut(
-        key: &str,
-        window: Window,
-        now: i64,
-        from_version: u64,
-        taken_until_ms: Option<i64>,
-    ) -> StoredRollup {
-        StoredRollup {
-            pk: format!("{key}#rollup#{}#{now}-{from_version}", window.open_ms),
-            key: key.to_owned(),
-            window,
-            taken_until_ms: taken_until_ms.unwrap_or(0),
-            version: 1,
-            ttl_secs: now.saturating_add(ROLLUP_RETENTION_MS) / 1000,
-        }
-    }
-
-    fn to_item(&self) -> Item {
-        let mut item = window_attributes(&self.window);
-        item.insert(PK.into(), AttributeValue::S(self.pk.clone()));
-        item.insert("kind".into(), AttributeValue::S("rollup".into()));
-        item.insert("key".into(), AttributeValue::S(self.key.clone()));
-        item.insert("taken_until_ms".into(), number(self.taken_until_ms));
-        item.insert(VERSION.into(), number(self.version));
-        item.insert(TTL.into(), number(self.ttl_secs));
-        item
-    }
-
-    fn from_item(item: &Item) -> Result<StoredRollup, String> {
-        Ok(StoredRollup {
-            pk: text(item, PK)?,
-            key: text(item, "key")?,
-            window: window_from(item)?,
-            taken_until_ms: int(item, "taken_until_ms")?,
-            version: int(item, VERSION)?,
-            ttl_secs: int(item, TTL)?,
-        })
-    }
-}
-
-fn number(n: impl std::fmt::Display) -> AttributeValue {
-    AttributeValue::N(n.to_string())
-}
-
-fn text(item: &Item, name: &str) -> Result<String, String> {
-    match item.get(name) {
-        Some(AttributeValue::S(s)) => Ok(s.clone()),
-        Some(_) => Err(format!("attribute {name} is not a string")),
-        None => Err(format!("attribute {name} is missing")),
-    }
-}
-
-fn int<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, String> {
-    optional_int(item, name)?.ok_or_else(|| format!("attribute {name} is missing"))
-}
-
-fn optional_int<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, String> {
-    match item.get(name) {
-        None | Some(AttributeValue::Null(_)) => Ok(None),
-        Some(AttributeValue::N(n)) => n
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("attribute {name} is not a whole number: {n}")),
-        Some(_) => Err(format!("attribute {name} is not a number")),
-    }
-}
-
-fn string_set(item: &Item, name: &str) -> Result<BTreeSet<String>, String> {
-    match item.get(name) {
-        None => Ok(BTreeSet::new()),
-        Some(AttributeValue::Ss(values)) => Ok(values.iter().cloned().collect()),
-        Some(_) => Err(format!("attribute {name} is not a string set")),
-    }
-}
-
-const WINDOW_SETS: [&str; 3] = ["snapshots", "buckets", "principals"];
-
-fn window_attributes(w: &Window) -> Item {
-    let mut item = Item::new();
-    item.insert("open_ms".into(), number(w.open_ms));
-    item.insert("window_ms".into(), number(w.window_ms));
-    item.insert("end_ms".into(), number(w.end_ms()));
-    item.insert(
-        "first_event_id".into(),
-        AttributeValue::S(w.first_event_id.clone()),
-    );
-    item.insert("suppressed".into(), number(w.suppressed));
-    if let Some(t) = w.first_suppressed_ms {
-        item.insert("first_suppressed_ms".into(), number(t));
-    }
-    if let Some(t) = w.last_suppressed_ms {
-        item.insert("last_suppressed_ms".into(), number(t));
-    }
-    for (name, set) in WINDOW_SETS
-        .into_iter()
-        .zip([&w.snapshots, &w.buckets, &w.principals])
-    {
-        // DynamoDB refuses empty sets: an empty set is an absent attribute.
-        if !set.is_empty() {
-            item.insert(
-                name.into(),
-                AttributeValue::Ss(set.iter().cloned().collect()),
-            );
-        }
-    }
-    item
-}
-
-fn window_from(item: &Item) -> Result<Window, String> {
-    Ok(Window {
-        open_ms: int(item, "open_ms")?,
-        window_ms: int(item, "window_ms")?,
-        first_event_id: text(item, "first_event_id")?,
-        suppressed: int(item, "suppressed")?,
-        first_suppressed_ms: optional_int(item, "first_suppressed_ms")?,
-        last_suppressed_ms: optional_int(item, "last_suppressed_ms")?,
-        snapshots: string_set(item, WINDOW_SETS[0])?,
-        buckets: string_set(item, WINDOW_SETS[1])?,
-        principals: string_set(item, WINDOW_SETS[2])?,
-    })
-}
-
-/// `ttl` of a window item written at wall-clock `now`: long enough that every
-/// record that could still fall in the window by event time has arrived (CloudTrail
-/// delivers within minutes, late logs within hours), measured from the later of
-/// the window end and now so that backfills of old logs keep their windows too.
-fn expiry_secs(w: &Window, now: i64) -> i64 {
-    w.end_ms()
-        .max(now)
-        .saturating_add(w.window_ms.saturating_mul(2))
-        .saturating_add(DAY_MS)
-        / 1000
-}
-
-/// Appends an `eventID`, forgetting the oldest beyond [`SEEN_LIMIT`].
-fn remember(seen: &mut Vec<String>, event_id: &str) {
-    if !seen.iter().any(|id| id == event_id) {
-        seen.push(event_id.to_owned());
-    }
-    if seen.len() > SEEN_LIMIT {
-        seen.drain(..seen.len() - SEEN_LIMIT);
-    }
-}
-
-/// The decision for `claim` given the key's stored item, at wall-clock `now`.
-fn plan_decide(
-    stored: Option<&StoredWindow>,
-    claim: &Claim,
-    now: i64,
-    lease_ms: i64,
-) -> Result<Step<Decision>, DedupError> {
-    let version = stored.map_or(1, |s| s.version + 1);
-    // An expired item is absent, deleted or not; its unreported matches are kept.
-    let (live, stale_rollup) = match stored {
-        Some(s) if s.is_expired(now) => (None, (s.window.suppressed > 0).then(|| s.window.clone())),
-        other => (other, None),
-    };
-    if let Some(s) = live {
-        let w = &s.window;
-        let t = claim.event_time_ms;
-        let in_reach = t >= w.open_ms.saturating_sub(w.window_ms) && t < w.end_ms();
-        let opener = claim.event_id == w.first_event_id;
-        let seen = s.has_seen(&claim.event_id);
-        if s.state == State::Pending && in_reach && (opener || !seen) {
-            if s.lease_until_ms <= now {
-                // Re-drive the window's alert: its claim was released or abandoned.
-                let mut next = s.clone();
-                if !opener {
-                    // The abandoned match gets a decision of its own when it is retried.
-                    let abandoned =
-                        std::mem::replace(&mut next.window.first_event_id, claim.event_id.clone());
-                    next.seen.retain(|id| *id != abandoned);
-                    remember(&mut next.seen, &claim.event_id);
-                }
-                next.lease_until_ms = now.saturating_add(lease_ms);
-                next.version = version;
-                next.ttl_secs = expiry_secs(&next.window, now);
-                return Ok(Step::Write {
-                    answer: Decision::Alert {
-                        window_start_ms: w.open_ms,
-                    },
-                    next: Box::new(next),
-                    rollup: None,
-                });
-            }
-            if opener {
-                return Err(DedupError(format!(
-                    "{}: the alert of the window opened at {} by event {} is being published by another invocation (claim held until {}); try again later",
-                    claim.key,
-                    format_ms(w.open_ms),
-                    claim.event_id,
-                    format_ms(s.lease_until_ms)
-                )));
-            }
-        }
-        if seen {
-            return Ok(Step::Done(Decision::Redelivery));
-        }
-    }
-    let step = transition(live.map(|s| &s.window), claim);
-    let answer = step.decision();
-    let (mut next, rollup) = match (step, live) {
-        (Transition::Open { new, closed }, _) => {
-            let mut seen = live.map(|s| s.seen.clone()).unwrap_or_default();
-            if let (Some(s), Some(closed)) = (live, &closed) {
-                if s.state == State::Pending && s.lease_until_ms <= now {
-                    // The closed window's alert was abandoned: its match is decided
-                    // afresh on retry (a late alert, or counted in this window).
-                    seen.retain(|id| *id != closed.first_event_id);
-                }
-            }
-            remember(&mut seen, &claim.event_id);
-            let next = StoredWindow {
-                window: new,
-                state: State::Pending,
-                lease_until_ms: now.saturating_add(lease_ms),
-                seen,
-                version,
-                ttl_secs: 0,
-            };
-            (next, stale_rollup.or(closed.filter(|c| c.suppressed > 0)))
-        }
-        (Transition::Suppress { window }, Some(s)) => {
-            let mut next = StoredWindow {
-                window,
-                ..s.clone()
-            };
-            remember(&mut next.seen, &claim.event_id);
-            (next, None)
-        }
-        (Transition::AlertLate { .. }, Some(_)) => {
-            // Nothing to store: the window stays, and the record is remembered only
-            // once its alert is confirmed, so that a crash before then alerts again.
-            return Ok(Step::Done(answer));
-        }
-        (_, None) => {
-            return Err(DedupError(format!(
-                "{}: no window to count the match against",
-                claim.key
-            )))
-        }
-    };
-    next.version = version;
-    next.ttl_secs = expiry_secs(&next.window, now);
-    Ok(Step::Write {
-        answer,
-        next: Box::new(next),
-        rollup,
-    })
-}
-
-/// Undoes an alert claim whose publication failed: the window's claim becomes
-/// re-drivable at once. (A late alert stored nothing to undo.)
-fn plan_release(
-    stored: Option<&StoredWindow>,
-    claim: &Claim,
-    decision: Decision,
-    now: i64,
-) -> Step<()> {
-    let (Some(s), Decision::Alert { window_start_ms }) = (stored, decision) else {
-        return Step::Done(());
-    };
-    let holds_claim = s.state == State::Pending
-        && s.lease_until_ms != 0
-        && s.window.open_ms == window_start_ms
-        && s.window.first_event_id == claim.event_id;
-    if !holds_claim || s.is_expired(now) {
-        return Step::Done(());
-    }
-    let mut next = s.clone();
-    next.lease_until_ms = 0;
-    next.version = s.version + 1;
-    Step::Write {
-        answer: (),
-        next: Box::new(next),
-        rollup: None,
-    }
-}
-
-/// Records a published alert: the window's claim becomes final, a late alert's
-/// `eventID` is remembered so that its redeliveries are recognised.
-fn plan_confirm(stored: Option<&StoredWindow>, claim: &Claim, decision: Decision) -> Step<()> {
-    let (Some(s), Decision::Alert { window_start_ms }) = (stored, decision) else {
-        return Step::Done(());
-    };
-    let mut next = s.clone();
-    if s.state == State::Pending
-        && s.window.open_ms == window_start_ms
-        && s.window.first_event_id == claim.event_id
-    {
-        next.state = State::Alerted;
-        next.lease_until_ms = 0;
-    } else if window_start_ms == claim.event_time_ms && !s.has_seen(&claim.event_id) {
-        // A late alert, or a window's alert that another match re-drove meanwhile.
-        remember(&mut next.seen, &claim.event_id);
-    } else {
-        return Step::Done(());
-    }
-    next.version = s.version + 1;
-    Step::Write {
-        answer: (),
-        next: Box::new(next),
-        rollup: None,
     }
 }
 
@@ -891,12 +392,8 @@ impl DedupStore for DynamoStore {
         self.taken().retain(|(_, _, until)| *until > wall);
         let mut out = Vec::new();
         for item in self.scan_suppressed().await? {
-            let kind = item
-                .get("kind")
-                .and_then(|k| k.as_s().ok())
-                .map(String::as_str);
-            let taken = match kind {
-                Some("window") => match (text(&item, PK), StoredWindow::from_item(&item)) {
+            let taken = match item::kind(&item) {
+                Some(Kind::Window) => match (item::pk(&item), StoredWindow::from_item(&item)) {
                     (Ok(key), Ok(stored)) if all || stored.window.end_ms() <= now_ms => {
                         self.cut_window(stored, &key, wall).await?
                     }
@@ -906,10 +403,10 @@ impl DedupStore for DynamoStore {
                         None
                     }
                 },
-                Some("rollup") => match StoredRollup::from_item(&item) {
+                Some(Kind::Rollup) => match StoredRollup::from_item(&item) {
                     Ok(stored) => self.take_batch(stored, wall).await?,
                     Err(e) => {
-                        tracing::warn!(item = ?text(&item, PK), error = %e, "unreadable roll-up item skipped");
+                        tracing::warn!(item = ?item::pk(&item), error = %e, "unreadable roll-up item skipped");
                         None
                     }
                 },
@@ -937,302 +434,5 @@ impl DedupStore for DynamoStore {
             .await
             .map(|_| ())
             .map_err(|e| self.error("DeleteItem", DisplayErrorContext(e)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const W: i64 = 3_600_000;
-    const LEASE: i64 = 60_000;
-    /// Wall clock of the tests: well after the event times, as in production.
-    const NOW: i64 = 1_800_000_000_000;
-    const T0: i64 = 1_700_000_000_000;
-
-    fn claim(t: i64, id: &str) -> Claim {
-        Claim {
-            key: "R:us-east-1:1".into(),
-            event_time_ms: t,
-            event_id: id.into(),
-            window_ms: W,
-            snapshot: format!("snap-{id}"),
-            bucket: "b".into(),
-            principal: "p".into(),
-        }
-    }
-
-    /// Applies a decision to `stored` as a successful write would.
-    fn decide(
-        stored: &mut Option<StoredWindow>,
-        c: &Claim,
-        now: i64,
-    ) -> Result<(Decision, Option<Window>), DedupError> {
-        match plan_decide(stored.as_ref(), c, now, LEASE)? {
-            Step::Done(d) => Ok((d, None)),
-            Step::Write {
-                answer,
-                next,
-                rollup,
-            } => {
-                *stored = Some(*next);
-                Ok((answer, rollup))
-            }
-        }
-    }
-
-    fn apply(stored: &mut Option<StoredWindow>, step: Step<()>) {
-        if let Step::Write { next, .. } = step {
-            *stored = Some(*next);
-        }
-    }
-
-    fn alert(t: i64) -> Decision {
-        Decision::Alert { window_start_ms: t }
-    }
-
-    #[test]
-    fn items_round_trip() {
-        let mut stored = None;
-        decide(&mut stored, &claim(T0, "a"), NOW).unwrap();
-        decide(&mut stored, &claim(T0 + 1, "b"), NOW).unwrap();
-        let s = stored.unwrap();
-        assert_eq!(StoredWindow::from_item(&s.to_item("k")).unwrap(), s);
-        let batch = StoredRollup::cut("k", s.window.clone(), NOW, 7, Some(NOW + 5));
-        assert_eq!(StoredRollup::from_item(&batch.to_item()).unwrap(), batch);
-        let mut empty = s.clone();
-        empty.window.snapshots.clear();
-        assert!(
-            !empty.to_item("k").contains_key("snapshots"),
-            "DynamoDB refuses empty sets"
-        );
-        assert_eq!(StoredWindow::from_item(&empty.to_item("k")).unwrap(), empty);
-    }
-
-    #[test]
-    fn unreadable_items_are_errors_not_panics() {
-        let mut item = StoredWindow {
-            window: Window::default(),
-            state: State::Alerted,
-            lease_until_ms: 0,
-            seen: vec![],
-            version: 1,
-            ttl_secs: 1,
-        }
-        .to_item("k");
-        item.insert("open_ms".into(), AttributeValue::S("x".into()));
-        assert!(StoredWindow::from_item(&item)
-            .unwrap_err()
-            .contains("open_ms"));
-        item.remove("open_ms");
-        assert!(StoredWindow::from_item(&item)
-            .unwrap_err()
-            .contains("missing"));
-    }
-
-    #[test]
-    fn follows_the_pure_transition_and_counts() {
-        let mut s = None;
-        assert_eq!(decide(&mut s, &claim(T0, "a"), NOW).unwrap().0, alert(T0));
-        assert_eq!(
-            decide(&mut s, &claim(T0 + 10, "b"), NOW).unwrap().0,
-            Decision::Suppressed {
-                window_start_ms: T0
-            }
-        );
-        assert_eq!(
-            decide(&mut s, &claim(T0 + 10, "b"), NOW).unwrap().0,
-            Decision::Redelivery
-        );
-        assert!(decide(&mut s, &claim(T0, "a"), NOW)
-            .unwrap_err()
-            .0
-            .contains("being published"));
-        let stored = s.clone().unwrap();
-        assert_eq!(stored.window.suppressed, 1);
-        assert_eq!(stored.version, 2);
-        // A new window closes the old one and cuts its roll-up.
-        let (d, rollup) = decide(&mut s, &claim(T0 + W, "c"), NOW).unwrap();
-        assert_eq!(d, alert(T0 + W));
-        assert_eq!(rollup.unwrap().suppressed, 1);
-        // Late by more than a window: alerts, the window stays, the id is remembered
-        // once the alert is published.
-        let before = s.clone();
-        let late = claim(T0 - 1, "z");
-        assert_eq!(decide(&mut s, &late, NOW).unwrap().0, alert(T0 - 1));
-        assert_eq!(s, before, "nothing stored for a late alert");
-        let step = plan_confirm(s.as_ref(), &late, alert(T0 - 1));
-        apply(&mut s, step);
-        assert_eq!(s.as_ref().unwrap().window.open_ms, T0 + W);
-        assert_eq!(decide(&mut s, &late, NOW).unwrap().0, Decision::Redelivery);
-    }
-
-    #[test]
-    fn expired_items_never_suppress_and_keep_their_rollup() {
-        let mut s = None;
-        decide(&mut s, &claim(T0, "a"), NOW).unwrap();
-        decide(&mut s, &claim(T0 + 1, "b"), NOW).unwrap();
-        let ttl = s.as_ref().unwrap().ttl_secs;
-        assert_eq!(
-            ttl,
-            (NOW + 2 * W + DAY_MS) / 1000,
-            "counted from the wall clock for old events"
-        );
-        let later = ttl * 1000;
-        let (d, rollup) = decide(&mut s, &claim(T0 + 2, "c"), later).unwrap();
-        assert_eq!(
-            d,
-            alert(T0 + 2),
-            "same event-time window, but the item expired"
-        );
-        assert_eq!(rollup.unwrap().suppressed, 1);
-        // ...even a redelivery of an expired item's event is decided afresh.
-        assert_eq!(
-            decide(&mut s, &claim(T0 + 1, "b"), later).unwrap().0,
-            Decision::Suppressed {
-                window_start_ms: T0 + 2
-            }
-        );
-    }
-
-    #[test]
-    fn released_claims_are_redriven_by_the_retry_with_the_same_window() {
-        let mut s = None;
-        let c = claim(T0, "a");
-        let d = decide(&mut s, &c, NOW).unwrap().0;
-        let step = plan_release(s.as_ref(), &c, d, NOW);
-        apply(&mut s, step);
-        assert_eq!(s.as_ref().unwrap().lease_until_ms, 0);
-        assert_eq!(
-            decide(&mut s, &c, NOW + 1).unwrap().0,
-            d,
-            "the retry alerts again"
-        );
-        let step = plan_confirm(s.as_ref(), &c, d);
-        apply(&mut s, step);
-        assert_eq!(s.as_ref().unwrap().state, State::Alerted);
-        assert_eq!(
-            decide(&mut s, &c, NOW + 2).unwrap().0,
-            Decision::Redelivery,
-            "a retry after publication does not"
-        );
-    }
-
-    #[test]
-    fn abandoned_claims_are_redriven_after_the_lease_by_another_match() {
-        let mut s = None;
-        decide(&mut s, &claim(T0, "a"), NOW).unwrap();
-        // Within the lease, others are suppressed: the claimant is publishing.
-        assert_eq!(
-            decide(&mut s, &claim(T0 + 5, "b"), NOW + 1).unwrap().0,
-            Decision::Suppressed {
-                window_start_ms: T0
-            }
-        );
-        // After it, the next new match re-drives the window's alert.
-        assert_eq!(
-            decide(&mut s, &claim(T0 + 6, "c"), NOW + LEASE).unwrap().0,
-            alert(T0)
-        );
-        assert_eq!(s.as_ref().unwrap().window.first_event_id, "c");
-        // ...but a redelivery does not.
-        let mut t = s.clone();
-        t.as_mut().unwrap().lease_until_ms = 0;
-        assert_eq!(
-            decide(&mut t, &claim(T0 + 5, "b"), NOW + LEASE).unwrap().0,
-            Decision::Redelivery
-        );
-        // The abandoned match, retried later, is counted rather than lost or re-alerted.
-        let step = plan_confirm(s.as_ref(), &claim(T0 + 6, "c"), alert(T0));
-        apply(&mut s, step);
-        assert_eq!(
-            decide(&mut s, &claim(T0, "a"), NOW + LEASE).unwrap().0,
-            Decision::Suppressed {
-                window_start_ms: T0
-            }
-        );
-        assert_eq!(s.as_ref().unwrap().window.suppressed, 2);
-    }
-
-    #[test]
-    fn confirm_and_release_only_touch_their_own_claim() {
-        let mut s = None;
-        let a = claim(T0, "a");
-        let d = decide(&mut s, &a, NOW).unwrap().0;
-        // Another match's confirmation or release leaves this claim alone.
-        let other = claim(T0 + 1, "x");
-        assert!(matches!(
-            plan_confirm(s.as_ref(), &other, d),
-            Step::Done(())
-        ));
-        assert!(matches!(
-            plan_release(s.as_ref(), &other, d, NOW),
-            Step::Done(())
-        ));
-        assert!(matches!(
-            plan_confirm(
-                s.as_ref(),
-                &a,
-                Decision::Suppressed {
-                    window_start_ms: T0
-                }
-            ),
-            Step::Done(())
-        ));
-        // A late alert stores nothing until published: a failed or abandoned one
-        // alerts again on retry, a published one is a redelivery.
-        let late = claim(T0 - 2 * W, "late");
-        let d_late = decide(&mut s, &late, NOW).unwrap().0;
-        assert_eq!(d_late, alert(T0 - 2 * W));
-        assert!(matches!(
-            plan_release(s.as_ref(), &late, d_late, NOW),
-            Step::Done(())
-        ));
-        assert_eq!(decide(&mut s, &late, NOW).unwrap().0, d_late);
-        let step = plan_confirm(s.as_ref(), &late, d_late);
-        apply(&mut s, step);
-        assert_eq!(decide(&mut s, &late, NOW).unwrap().0, Decision::Redelivery);
-    }
-
-    #[test]
-    fn seen_is_bounded_and_old_redeliveries_never_open_a_window() {
-        let mut s = None;
-        decide(&mut s, &claim(T0, "first"), NOW).unwrap();
-        for i in 0..(SEEN_LIMIT as i64 + 50) {
-            decide(&mut s, &claim(T0 + 1 + i, &format!("e{i}")), NOW).unwrap();
-        }
-        let stored = s.clone().unwrap();
-        assert_eq!(stored.seen.len(), SEEN_LIMIT);
-        // The opener is always recognised; a forgotten one inside the window is only counted.
-        assert!(decide(&mut s, &claim(T0, "first"), NOW)
-            .unwrap_err()
-            .0
-            .contains("being published"));
-        let step = plan_confirm(s.as_ref(), &claim(T0, "first"), alert(T0));
-        apply(&mut s, step);
-        assert_eq!(
-            decide(&mut s, &claim(T0, "first"), NOW).unwrap().0,
-            Decision::Redelivery
-        );
-        assert_eq!(
-            decide(&mut s, &claim(T0 + 1, "e0"), NOW).unwrap().0,
-            Decision::Suppressed {
-                window_start_ms: T0
-            }
-        );
-    }
-
-    #[test]
-    fn expiry_is_counted_from_the_later_of_window_end_and_now() {
-        let w = Window {
-            open_ms: NOW,
-            window_ms: W,
-            ..Window::default()
-        };
-        assert_eq!(expiry_secs(&w, NOW), (NOW + 3 * W + DAY_MS) / 1000);
-        assert_eq!(
-            expiry_secs(&w, NOW + 10 * W),
-            (NOW + 12 * W + DAY_MS) / 1000
-        );
     }
 }

@@ -15,6 +15,7 @@
 //! (atomically, for the DynamoDB store).
 
 pub mod dynamo;
+mod lease;
 pub mod memory;
 
 use std::collections::BTreeSet;

@@ -19,8 +19,8 @@ use super::checkpoint::{Checkpoint, CheckpointError};
 use super::layout::{Filters, Plan};
 use super::list::Lister;
 use crate::detect::{Detector, Match, ObjectReport};
+use crate::files::ScanSummary;
 use crate::pipeline::{Alerter, Counters};
-use crate::scan::ScanSummary;
 use crate::source::{ObjectRef, ObjectSource, SourceError};
 use crate::time::now_ms;
 

@@ -21,6 +21,7 @@ use trailwatch::config::AllowList;
 use trailwatch::decode::Limits;
 use trailwatch::dedup::MemoryStore;
 use trailwatch::detect::Detector;
+use trailwatch::files::ScanSummary;
 use trailwatch::history::checkpoint::Checkpoint;
 use trailwatch::history::layout::{plan, today, Filters, S3Url};
 use trailwatch::history::list::{CountingLister, Lister, S3Lister};
@@ -28,7 +29,6 @@ use trailwatch::history::scan::{collect, decide, HistoryScan, Progress};
 use trailwatch::history::window::{parse_since, parse_until, Window};
 use trailwatch::pipeline::Alerter;
 use trailwatch::rule::RuleSet;
-use trailwatch::scan::ScanSummary;
 use trailwatch::sink::MemorySink;
 use trailwatch::source::{LocalSource, ObjectSource, S3Source};
 use trailwatch::time::{format_ms, parse_event_time};
@@ -179,7 +179,7 @@ fn published(sink: &MemorySink, bucket: &str, local: &Path) -> Vec<(String, Stri
 async fn local_scan(paths: &[PathBuf]) -> (Arc<MemorySink>, ScanSummary) {
     let sink = Arc::new(MemorySink::new());
     let summary =
-        trailwatch::scan::run(&detector(), &alerter(Arc::clone(&sink)), paths, 4, false).await;
+        trailwatch::files::run(&detector(), &alerter(Arc::clone(&sink)), paths, 4, false).await;
     (sink, summary)
 }
 

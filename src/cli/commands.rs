@@ -1,0 +1,153 @@
+//! The `scan`, `invoke` and `test` commands: configuration and arguments in,
+//! the library's pipeline run, an exit code out.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use trailwatch::config::Config;
+use trailwatch::dedup::{DedupStore, MemoryStore, NoDedup};
+use trailwatch::detect::Detector;
+use trailwatch::handler::Handler;
+use trailwatch::pipeline::Alerter;
+use trailwatch::rule::{run_rule_tests, Rule, RuleSet};
+use trailwatch::sink::{OutputFormat, StdoutSink};
+use trailwatch::source::LocalSource;
+
+use super::{runtime, InvokeArgs, ScanArgs};
+
+fn init_cli_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("trailwatch: {message}");
+    ExitCode::from(2)
+}
+
+pub fn scan(args: ScanArgs) -> ExitCode {
+    init_cli_logging();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => return usage_error(e),
+    };
+    let rules = match RuleSet::load(&args.rules) {
+        Ok(rules) => rules,
+        Err(e) => return usage_error(e),
+    };
+    let detector = Detector::new(rules, config.limits);
+    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+        OutputFormat::Text
+    } else {
+        OutputFormat::Json
+    });
+    let dedup: Arc<dyn DedupStore> = if args.no_dedup {
+        Arc::new(NoDedup)
+    } else {
+        Arc::new(MemoryStore::new())
+    };
+    let alerter = Alerter {
+        rules: Arc::clone(&detector.rules),
+        dedup,
+        sink: Arc::new(StdoutSink::new(format)),
+        allow: config.allow.clone(),
+        window_minutes: args.dedup_window.or(config.dedup_minutes),
+    };
+    let jobs = args
+        .jobs
+        .map(|j| j as usize)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let progress = !args.no_progress && (args.progress || std::io::stderr().is_terminal());
+    let summary = runtime().block_on(trailwatch::files::run(
+        &detector,
+        &alerter,
+        &args.paths,
+        jobs,
+        progress,
+    ));
+    for failure in &summary.failures {
+        eprintln!("trailwatch: error: {failure}");
+    }
+    eprintln!("{}", summary.line());
+    if summary.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+pub fn invoke(args: InvokeArgs) -> ExitCode {
+    init_cli_logging();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => return usage_error(e),
+    };
+    let event: Value = match std::fs::read(&args.event)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+    {
+        Ok(event) => event,
+        Err(e) => return usage_error(format!("{}: {e}", args.event.display())),
+    };
+    let objects = args.objects.unwrap_or_else(|| {
+        args.event
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("objects")
+    });
+    let handler = Handler::assemble(
+        &config,
+        RuleSet::embedded(),
+        Arc::new(LocalSource::new(objects)),
+        Arc::new(MemoryStore::new()),
+        Arc::new(StdoutSink::new(args.format)),
+    );
+    match runtime().block_on(handler.handle(event)) {
+        Ok(response) => {
+            eprintln!("handler response: {response}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("trailwatch: invocation failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn rule_tests(paths: &[PathBuf]) -> ExitCode {
+    let rules: Result<Vec<Rule>, _> = if paths.is_empty() {
+        Ok(RuleSet::embedded().rules)
+    } else {
+        paths.iter().map(|p| Rule::from_file(p)).collect()
+    };
+    let rules = match rules {
+        Ok(rules) => rules,
+        Err(e) => return usage_error(e),
+    };
+    let outcomes = run_rule_tests(&rules);
+    for o in &outcomes {
+        println!(
+            "{} {}: {} (expected {}, got {})",
+            if o.passed() { "PASS" } else { "FAIL" },
+            o.rule_id,
+            o.name,
+            o.expected,
+            o.actual
+        );
+    }
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    println!("{} passed, {} failed", outcomes.len() - failed, failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

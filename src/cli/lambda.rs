@@ -1,0 +1,55 @@
+//! The Lambda entry: logging as AWS documents it, configuration checked at cold
+//! start, then the runtime loop around the library's handler.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use trailwatch::config::Config;
+use trailwatch::handler::Handler;
+use trailwatch::sink::SnsSink;
+
+use super::runtime;
+
+/// The runtime's own subscriber, so that the function's log settings behave as
+/// AWS documents them: `AWS_LAMBDA_LOG_LEVEL` (else `RUST_LOG`, else info) and
+/// `AWS_LAMBDA_LOG_FORMAT` (`JSON` for JSON lines, text otherwise).
+fn init_logging() {
+    lambda_runtime::tracing::init_default_subscriber();
+}
+
+pub fn run() -> ExitCode {
+    init_logging();
+    // Bad configuration fails the cold start with one message naming the variable.
+    let config = match Config::from_env()
+        .and_then(|c| c.require_topic().map(str::to_owned).map(|t| (c, t)))
+    {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            eprintln!("trailwatch: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (config, topic_arn) = config;
+    let result = runtime().block_on(async move {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sink = Arc::new(SnsSink::new(aws_sdk_sns::Client::new(&aws), topic_arn));
+        let handler = Arc::new(Handler::for_aws(&config, &aws, sink));
+        lambda_runtime::run(lambda_runtime::service_fn(
+            move |event: lambda_runtime::LambdaEvent<Value>| {
+                let handler = Arc::clone(&handler);
+                async move { handler.handle(event.payload).await }
+            },
+        ))
+        .await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}

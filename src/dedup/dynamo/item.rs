@@ -1,0 +1,326 @@
+//! The DynamoDB items of the dedup store: window and roll-up records as typed
+//! structs, encoded and decoded by `serde_dynamo`. The attributes are listed in
+//! `docs/dedup-dynamodb.md`.
+
+use std::collections::{BTreeSet, HashMap};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+
+use super::super::lease::{State, StoredRollup, StoredWindow};
+use super::super::Window;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The hash key.
+pub const PK: &str = "pk";
+/// The attribute every conditional write compares.
+pub const VERSION: &str = "version";
+
+/// The two kinds of item in the table (attribute `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Window,
+    Rollup,
+}
+
+/// The window's attributes, the same in both kinds of item. They are flattened
+/// into the item when writing and decoded from it on their own when reading, so
+/// that a decoding error names the attribute (flattening loses the path).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WindowAttributes {
+    open_ms: i64,
+    window_ms: i64,
+    /// Informational (`open_ms + window_ms`): written, never read back.
+    #[serde(default, skip_deserializing)]
+    end_ms: i64,
+    first_event_id: String,
+    suppressed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    first_suppressed_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_suppressed_ms: Option<i64>,
+    // String sets; DynamoDB refuses empty sets, so an empty set is an absent attribute.
+    #[serde(
+        with = "serde_dynamo::string_set",
+        default,
+        skip_serializing_if = "BTreeSet::is_empty"
+    )]
+    snapshots: BTreeSet<String>,
+    #[serde(
+        with = "serde_dynamo::string_set",
+        default,
+        skip_serializing_if = "BTreeSet::is_empty"
+    )]
+    buckets: BTreeSet<String>,
+    #[serde(
+        with = "serde_dynamo::string_set",
+        default,
+        skip_serializing_if = "BTreeSet::is_empty"
+    )]
+    principals: BTreeSet<String>,
+}
+
+impl From<&Window> for WindowAttributes {
+    fn from(w: &Window) -> Self {
+        WindowAttributes {
+            open_ms: w.open_ms,
+            window_ms: w.window_ms,
+            end_ms: w.end_ms(),
+            first_event_id: w.first_event_id.clone(),
+            suppressed: w.suppressed,
+            first_suppressed_ms: w.first_suppressed_ms,
+            last_suppressed_ms: w.last_suppressed_ms,
+            snapshots: w.snapshots.clone(),
+            buckets: w.buckets.clone(),
+            principals: w.principals.clone(),
+        }
+    }
+}
+
+impl From<WindowAttributes> for Window {
+    fn from(a: WindowAttributes) -> Self {
+        Window {
+            open_ms: a.open_ms,
+            window_ms: a.window_ms,
+            first_event_id: a.first_event_id,
+            suppressed: a.suppressed,
+            first_suppressed_ms: a.first_suppressed_ms,
+            last_suppressed_ms: a.last_suppressed_ms,
+            snapshots: a.snapshots,
+            buckets: a.buckets,
+            principals: a.principals,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StateAttribute {
+    Pending,
+    Alerted,
+}
+
+/// A window item, one per dedup key.
+#[derive(Debug, Serialize, Deserialize)]
+struct WindowItem {
+    pk: String,
+    kind: Kind,
+    #[serde(flatten, skip_deserializing)]
+    window: WindowAttributes,
+    state: StateAttribute,
+    lease_until_ms: i64,
+    /// One string holding a JSON array: ordered (the oldest are dropped first),
+    /// and one attribute rather than hundreds of typed list elements to encode.
+    #[serde(default)]
+    seen: Option<String>,
+    version: u64,
+    ttl: i64,
+}
+
+/// A roll-up batch item.
+#[derive(Debug, Serialize, Deserialize)]
+struct RollupItem {
+    pk: String,
+    kind: Kind,
+    key: String,
+    #[serde(flatten, skip_deserializing)]
+    window: WindowAttributes,
+    taken_until_ms: i64,
+    version: u64,
+    ttl: i64,
+}
+
+fn encode<T: Serialize>(value: &T) -> Item {
+    // The records hold strings, integers and non-empty string sets only, all of
+    // which have an encoding: this cannot fail.
+    serde_dynamo::to_item(value).unwrap_or_default()
+}
+
+/// Decodes an item; the error names the attribute that is missing or mistyped.
+fn decode<T: for<'de> Deserialize<'de>>(item: &Item) -> Result<T, String> {
+    let value = serde_dynamo::AttributeValue::from(AttributeValue::M(item.clone()));
+    serde_path_to_error::deserialize(serde_dynamo::Deserializer::from_attribute_value(value))
+        .map_err(|e| match e.path().to_string() {
+            path if path == "." => e.inner().to_string(),
+            path => format!("attribute {path}: {}", e.inner()),
+        })
+}
+
+impl StoredWindow {
+    pub(crate) fn to_item(&self, key: &str) -> Item {
+        let state = match self.state {
+            State::Pending => StateAttribute::Pending,
+            State::Alerted => StateAttribute::Alerted,
+        };
+        encode(&WindowItem {
+            pk: key.to_owned(),
+            kind: Kind::Window,
+            window: (&self.window).into(),
+            state,
+            lease_until_ms: self.lease_until_ms,
+            seen: Some(serde_json::to_string(&self.seen).unwrap_or_else(|_| "[]".into())),
+            version: self.version,
+            ttl: self.ttl_secs,
+        })
+    }
+
+    pub(crate) fn from_item(item: &Item) -> Result<StoredWindow, String> {
+        let decoded: WindowItem = decode(item)?;
+        let window: WindowAttributes = decode(item)?;
+        let seen = match decoded.seen {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| format!("attribute seen is not a JSON array of strings: {e}"))?,
+        };
+        Ok(StoredWindow {
+            window: window.into(),
+            state: match decoded.state {
+                StateAttribute::Pending => State::Pending,
+                StateAttribute::Alerted => State::Alerted,
+            },
+            lease_until_ms: decoded.lease_until_ms,
+            seen,
+            version: decoded.version,
+            ttl_secs: decoded.ttl,
+        })
+    }
+}
+
+impl StoredRollup {
+    pub(crate) fn to_item(&self) -> Item {
+        encode(&RollupItem {
+            pk: self.pk.clone(),
+            kind: Kind::Rollup,
+            key: self.key.clone(),
+            window: (&self.window).into(),
+            taken_until_ms: self.taken_until_ms,
+            version: self.version,
+            ttl: self.ttl_secs,
+        })
+    }
+
+    pub(crate) fn from_item(item: &Item) -> Result<StoredRollup, String> {
+        let decoded: RollupItem = decode(item)?;
+        let window: WindowAttributes = decode(item)?;
+        Ok(StoredRollup {
+            pk: decoded.pk,
+            key: decoded.key,
+            window: window.into(),
+            taken_until_ms: decoded.taken_until_ms,
+            version: decoded.version,
+            ttl_secs: decoded.ttl,
+        })
+    }
+}
+
+/// The item's kind, when it has a known one.
+pub fn kind(item: &Item) -> Option<Kind> {
+    match item.get("kind") {
+        Some(AttributeValue::S(kind)) => match kind.as_str() {
+            "window" => Some(Kind::Window),
+            "rollup" => Some(Kind::Rollup),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The item's hash key, for messages about it.
+pub fn pk(item: &Item) -> Result<String, String> {
+    match item.get(PK) {
+        Some(AttributeValue::S(s)) => Ok(s.clone()),
+        Some(_) => Err(format!("attribute {PK} is not a string")),
+        None => Err(format!("attribute {PK} is missing")),
+    }
+}
+
+/// A number attribute, as conditions and filters need one.
+pub fn number(n: impl std::fmt::Display) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window() -> Window {
+        Window {
+            open_ms: 1_700_000_000_000,
+            window_ms: 3_600_000,
+            first_event_id: "a".into(),
+            suppressed: 2,
+            first_suppressed_ms: Some(1_700_000_000_001),
+            last_suppressed_ms: Some(1_700_000_000_002),
+            snapshots: ["s1".to_owned(), "s2".to_owned()].into(),
+            buckets: ["b".to_owned()].into(),
+            principals: ["p".to_owned()].into(),
+        }
+    }
+
+    fn stored() -> StoredWindow {
+        StoredWindow {
+            window: window(),
+            state: State::Pending,
+            lease_until_ms: 1_800_000_060_000,
+            seen: vec!["a".into(), "b".into()],
+            version: 3,
+            ttl_secs: 1_800_093_600,
+        }
+    }
+
+    #[test]
+    fn items_round_trip() {
+        let s = stored();
+        let item = s.to_item("k");
+        assert_eq!(StoredWindow::from_item(&item).unwrap(), s);
+        assert_eq!(kind(&item), Some(Kind::Window));
+        assert_eq!(item["pk"], AttributeValue::S("k".into()));
+        assert_eq!(item["state"], AttributeValue::S("pending".into()));
+        assert_eq!(item["open_ms"], number(1_700_000_000_000i64));
+        assert_eq!(item["end_ms"], number(1_700_003_600_000i64));
+        assert_eq!(
+            item["snapshots"],
+            AttributeValue::Ss(vec!["s1".into(), "s2".into()])
+        );
+        assert_eq!(item["seen"], AttributeValue::S(r#"["a","b"]"#.into()));
+        assert_eq!(item["ttl"], number(1_800_093_600));
+        let batch = StoredRollup::cut("k", window(), 1_800_000_000_000, 7, Some(5));
+        let item = batch.to_item();
+        assert_eq!(kind(&item), Some(Kind::Rollup));
+        assert_eq!(item["key"], AttributeValue::S("k".into()));
+        assert_eq!(StoredRollup::from_item(&item).unwrap(), batch);
+        let mut empty = s.clone();
+        empty.window.snapshots.clear();
+        empty.window.first_suppressed_ms = None;
+        let item = empty.to_item("k");
+        assert!(
+            !item.contains_key("snapshots"),
+            "DynamoDB refuses empty sets"
+        );
+        assert!(!item.contains_key("first_suppressed_ms"));
+        assert_eq!(StoredWindow::from_item(&item).unwrap(), empty);
+    }
+
+    #[test]
+    fn unreadable_items_are_errors_not_panics() {
+        let mut item = stored().to_item("k");
+        item.insert("open_ms".into(), AttributeValue::S("x".into()));
+        let e = StoredWindow::from_item(&item).unwrap_err();
+        assert!(e.contains("open_ms"), "{e}");
+        item.remove("open_ms");
+        let e = StoredWindow::from_item(&item).unwrap_err();
+        assert!(e.contains("missing"), "{e}");
+        item.insert("open_ms".into(), number(1));
+        item.insert("state".into(), AttributeValue::S("lost".into()));
+        let e = StoredWindow::from_item(&item).unwrap_err();
+        assert!(e.contains("state"), "{e}");
+        item.insert("state".into(), AttributeValue::S("alerted".into()));
+        item.insert("seen".into(), AttributeValue::S("[1]".into()));
+        let e = StoredWindow::from_item(&item).unwrap_err();
+        assert!(e.contains("seen"), "{e}");
+        item.insert("seen".into(), AttributeValue::S("[]".into()));
+        assert!(StoredWindow::from_item(&item).is_ok());
+    }
+}
