@@ -188,7 +188,7 @@ pub async fn run(
                     (ResultCode::Succeeded, String::new())
                 }
                 kind => {
-                    counters.skipped_keys += 1;
+                    crate::events::key_skipped(&mut counters, &object, kind);
                     (
                         ResultCode::Succeeded,
                         format!("{object}: skipped, not a CloudTrail log file ({kind:?})"),
@@ -215,8 +215,10 @@ pub async fn run(
     for (i, object, report) in reads {
         match &report {
             Ok(report) => counters.add_object(report),
-            Err(SourceError::NotFound(_)) => counters.missing_objects += 1,
-            Err(_) => counters.failed_objects += 1,
+            Err(SourceError::NotFound(object)) => {
+                crate::events::object_missing(&mut counters, object)
+            }
+            Err(e) => crate::events::fetch_failed(&mut counters, e),
         }
         task_of_source.insert(object.to_string(), i);
         if let Ok(report) = &report {
@@ -293,8 +295,9 @@ mod tests {
             bucket: "b".into(),
             key: "k".into(),
         };
-        let transient = SourceError::Transient {
+        let transient = SourceError::Failed {
             object: object.clone(),
+            cause: crate::aws_error::Cause::Throttled,
             message: "SlowDown".into(),
         };
         assert_eq!(

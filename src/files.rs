@@ -247,10 +247,10 @@ pub async fn run(
     }
     let now = now_ms();
     for failure in alerter.process(matches, now, &mut counters).await {
-        failures.push(format!("{}: {}", failure.source, failure.message));
+        failures.push(failure.to_string());
     }
     for failure in alerter.flush_rollups(now, true, &mut counters).await {
-        failures.push(format!("{}: {}", failure.source, failure.message));
+        failures.push(failure.to_string());
     }
     ScanSummary {
         files: inputs.len(),

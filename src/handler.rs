@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::dedup::DedupStore;
 use crate::detect::{Detector, ObjectReport};
+use crate::events;
 use crate::pipeline::{Alerter, Counters};
 use crate::rule::RuleSet;
 use crate::sink::AlertSink;
@@ -109,10 +110,7 @@ impl Handler {
                     .alerter
                     .flush_rollups(now_ms(), false, &mut outcome.counters)
                     .await;
-                outcome.failures = failures
-                    .into_iter()
-                    .map(|f| format!("{}: {}", f.source, f.message))
-                    .collect();
+                outcome.failures = failures.iter().map(ToString::to_string).collect();
                 let response = json!({"rollups": outcome.counters.rollups});
                 ("schedule", outcome, response)
             }
@@ -146,7 +144,12 @@ impl Handler {
                     }
                     total.merge(outcome);
                 }
-                log_summary("sqs", &total, started);
+                crate::events::invocation_summary(
+                    "sqs",
+                    &total.counters,
+                    total.failures.len(),
+                    started,
+                );
                 // Partial batch response: only the failed messages are retried.
                 let mut response = SqsBatchResponse::default();
                 response.batch_item_failures = failed;
@@ -156,7 +159,7 @@ impl Handler {
                     .map_err(|e| HandlerError::Objects(vec![format!("SQS batch response: {e}")]));
             }
         };
-        log_summary(kind, &outcome, started);
+        crate::events::invocation_summary(kind, &outcome.counters, outcome.failures.len(), started);
         if outcome.failures.is_empty() {
             Ok(response)
         } else {
@@ -171,10 +174,7 @@ impl Handler {
         for object in objects {
             match classify_key(&object.key) {
                 KeyKind::Log => wanted.push(object),
-                kind => {
-                    outcome.counters.skipped_keys += 1;
-                    tracing::debug!(object = %object, ?kind, "not a CloudTrail log file, skipped");
-                }
+                kind => events::key_skipped(&mut outcome.counters, &object, kind),
             }
         }
         let reports: Vec<(ObjectRef, Result<ObjectReport, SourceError>)> = stream::iter(wanted)
@@ -197,12 +197,10 @@ impl Handler {
                     matches.extend(report.matches);
                 }
                 Err(SourceError::NotFound(object)) => {
-                    outcome.counters.missing_objects += 1;
-                    tracing::warn!(object = %object, "object not found (deleted before it was read?), skipped");
+                    events::object_missing(&mut outcome.counters, &object);
                 }
                 Err(e) => {
-                    outcome.counters.failed_objects += 1;
-                    tracing::error!(error = %e, "object could not be fetched");
+                    events::fetch_failed(&mut outcome.counters, &e);
                     outcome.failures.push(e.to_string());
                 }
             }
@@ -211,24 +209,14 @@ impl Handler {
             .alerter
             .process(matches, now_ms(), &mut outcome.counters)
             .await;
-        outcome.failures.extend(
-            failures
-                .into_iter()
-                .map(|f| format!("{}: {}", f.source, f.message)),
-        );
+        outcome
+            .failures
+            .extend(failures.iter().map(ToString::to_string));
         outcome
     }
 
     async fn read_object(&self, object: &ObjectRef) -> Result<ObjectReport, SourceError> {
-        let body = self.source.open(object).await?;
-        let detector = Arc::clone(&self.detector);
-        let name = object.to_string();
-        tokio::task::spawn_blocking(move || detector.detect(body, &name))
-            .await
-            .map_err(|e| SourceError::Failed {
-                object: object.clone(),
-                message: format!("reading the object stopped unexpectedly: {e}"),
-            })
+        crate::history::scan::read_object(self.source.as_ref(), &self.detector, object).await
     }
 }
 
@@ -237,76 +225,6 @@ impl Outcome {
         self.counters.absorb(&other.counters);
         self.failures.extend(other.failures);
     }
-}
-
-/// One line per invocation with every counter, plus CloudWatch Embedded Metric
-/// Format metrics when running in Lambda.
-fn log_summary(trigger: &str, outcome: &Outcome, started: std::time::Instant) {
-    let c = &outcome.counters;
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(
-        trigger,
-        objects = c.objects,
-        skipped_keys = c.skipped_keys,
-        missing_objects = c.missing_objects,
-        failed_objects = c.failed_objects,
-        decoded_bytes = c.decoded_bytes,
-        records = c.records,
-        invalid_records = c.invalid_records,
-        lenient_records = c.lenient_records,
-        matches = c.matches,
-        alerts = c.alerts,
-        suppressed = c.suppressed,
-        redeliveries = c.redeliveries,
-        allowed = c.allowed,
-        rollups = c.rollups,
-        max_alert_latency_ms = c.max_alert_latency_ms,
-        errors = outcome.failures.len(),
-        elapsed_ms,
-        "invocation summary"
-    );
-    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
-        println!("{}", emf_metrics(c, outcome.failures.len() as u64));
-    }
-}
-
-/// CloudWatch Embedded Metric Format: one JSON line that CloudWatch Logs turns into
-/// metrics in the `trailwatch` namespace. `AlertLatency` is the invocation's worst
-/// publication delay after the event happened (CloudTrail delivery included).
-pub fn emf_metrics(c: &Counters, errors: u64) -> String {
-    let values = [
-        ("Objects", c.objects),
-        ("DecodedBytes", c.decoded_bytes),
-        ("Records", c.records),
-        ("LenientRecords", c.lenient_records),
-        ("Matches", c.matches),
-        ("Alerts", c.alerts),
-        ("Suppressed", c.suppressed),
-        ("Skipped", c.skipped_keys),
-        ("Errors", errors),
-        ("AlertLatency", c.max_alert_latency_ms),
-    ];
-    let mut doc = json!({
-        "_aws": {
-            "Timestamp": now_ms(),
-            "CloudWatchMetrics": [{
-                "Namespace": "trailwatch",
-                "Dimensions": [[]],
-                "Metrics": values.iter().map(|(name, _)| json!({
-                    "Name": name,
-                    "Unit": match *name {
-                        "DecodedBytes" => "Bytes",
-                        "AlertLatency" => "Milliseconds",
-                        _ => "Count",
-                    },
-                })).collect::<Vec<_>>(),
-            }],
-        },
-    });
-    for (name, value) in values {
-        doc[name] = json!(value);
-    }
-    doc.to_string()
 }
 
 /// Lambda reports the failure with its kind and the full message (objects and causes).
@@ -320,35 +238,5 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             error_type: kind.into(),
             error_message: error.to_string(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn emf_line_declares_every_metric_it_carries() {
-        let counters = Counters {
-            objects: 2,
-            alerts: 1,
-            max_alert_latency_ms: 900_000,
-            ..Counters::default()
-        };
-        let doc: Value = serde_json::from_str(&emf_metrics(&counters, 1)).unwrap();
-        let declared = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
-            .as_array()
-            .unwrap();
-        for metric in declared {
-            let name = metric["Name"].as_str().unwrap();
-            assert!(doc[name].is_u64(), "{name} has no value");
-        }
-        assert_eq!(doc["Objects"], 2);
-        assert_eq!(doc["Errors"], 1);
-        assert_eq!(doc["AlertLatency"], 900_000);
-        assert_eq!(
-            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
-            "trailwatch"
-        );
     }
 }

@@ -15,12 +15,14 @@
 //! in-memory fakes.
 
 pub mod alert;
+pub mod aws_error;
 pub mod backfill;
 pub mod batchops;
 pub mod config;
 pub mod decode;
 pub mod dedup;
 pub mod detect;
+pub mod events;
 pub mod files;
 pub mod handler;
 pub mod history;

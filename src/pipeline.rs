@@ -5,12 +5,14 @@
 //! build and publish the alerts, and keep the counts that reconcile
 //! (matches = alerts + suppressed + redeliveries + allowed + failed publications).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::alert::{build_alert, build_rollup, Notification};
+use crate::aws_error::Cause;
 use crate::config::AllowList;
 use crate::dedup::{Claim, Decision, DedupStore};
 use crate::detect::{Match, ObjectReport};
@@ -44,6 +46,8 @@ pub struct Counters {
     pub rollups: u64,
     /// Worst alert latency: publication time minus the record's `eventTime`.
     pub max_alert_latency_ms: u64,
+    /// Failed calls to AWS (fetches, publications, dedup writes) by cause.
+    pub errors_by_cause: BTreeMap<Cause, u64>,
 }
 
 impl Counters {
@@ -69,6 +73,7 @@ impl Counters {
             publish_failures,
             rollups,
             max_alert_latency_ms,
+            errors_by_cause,
         } = other;
         self.objects += objects;
         self.skipped_keys += skipped_keys;
@@ -89,6 +94,14 @@ impl Counters {
         self.publish_failures += publish_failures;
         self.rollups += rollups;
         self.max_alert_latency_ms = self.max_alert_latency_ms.max(*max_alert_latency_ms);
+        for (cause, n) in errors_by_cause {
+            *self.errors_by_cause.entry(*cause).or_default() += n;
+        }
+    }
+
+    /// Failed calls to AWS of one cause.
+    pub fn errors_of(&self, cause: Cause) -> u64 {
+        self.errors_by_cause.get(&cause).copied().unwrap_or(0)
     }
 
     /// Adds the counts of one object read.
@@ -122,8 +135,16 @@ pub struct Alerter {
 /// A publication that failed (its claim was released so a retry alerts).
 #[derive(Debug, Clone)]
 pub struct PublishFailure {
+    /// The log file of the match, or the roll-up's dedup key.
     pub source: String,
+    pub cause: Cause,
     pub message: String,
+}
+
+impl std::fmt::Display for PublishFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.source, self.message)
+    }
 }
 
 impl Alerter {
@@ -155,7 +176,7 @@ impl Alerter {
         for m in matches {
             counters.matches += 1;
             if let Err(failure) = self.process_one(&m, counters).await {
-                counters.publish_failures += 1;
+                crate::events::publish_failed(counters, &failure);
                 failures.push(failure);
             }
         }
@@ -164,8 +185,9 @@ impl Alerter {
 
     async fn process_one(&self, m: &Match, counters: &mut Counters) -> Result<(), PublishFailure> {
         let rule = &self.rules.rules[m.rule];
-        let failure = |message: String| PublishFailure {
+        let failure = |cause: Cause, message: String| PublishFailure {
             source: m.source.clone(),
+            cause,
             message,
         };
         if let Some(entry) = self.allow.allows(&m.record) {
@@ -194,7 +216,7 @@ impl Alerter {
             .dedup
             .decide(&claim)
             .await
-            .map_err(|e| failure(e.to_string()))?;
+            .map_err(|e| failure(e.cause, e.to_string()))?;
         match decision {
             Decision::Alert { window_start_ms } => {
                 let notification = build_alert(rule, m, &key, window_start_ms, claim.window_ms);
@@ -202,7 +224,7 @@ impl Alerter {
                     if let Err(release) = self.dedup.release(&claim, decision).await {
                         tracing::error!(error = %release, "could not release the dedup claim");
                     }
-                    return Err(failure(e.to_string()));
+                    return Err(failure(e.cause, e.to_string()));
                 }
                 if let Err(e) = self.dedup.confirm(&claim, decision).await {
                     // Published all the same: at worst it is re-sent, with the same alertId.
@@ -237,10 +259,13 @@ impl Alerter {
         let rollups = match self.dedup.take_rollups(now_ms, all).await {
             Ok(rollups) => rollups,
             Err(e) => {
-                return vec![PublishFailure {
+                let failure = PublishFailure {
                     source: "dedup store".into(),
+                    cause: e.cause,
                     message: e.to_string(),
-                }]
+                };
+                crate::events::publish_failed(counters, &failure);
+                return vec![failure];
             }
         };
         let mut failures = Vec::new();
@@ -257,10 +282,15 @@ impl Alerter {
                         tracing::warn!(error = %e, alert_id = %notification.alert_id, "roll-up published but not confirmed in the dedup store");
                     }
                 }
-                Err(e) => failures.push(PublishFailure {
-                    source: rollup.key.clone(),
-                    message: e.to_string(),
-                }),
+                Err(e) => {
+                    let failure = PublishFailure {
+                        source: rollup.key.clone(),
+                        cause: e.cause,
+                        message: e.to_string(),
+                    };
+                    crate::events::publish_failed(counters, &failure);
+                    failures.push(failure);
+                }
             }
         }
         failures

@@ -26,6 +26,7 @@ use item::{Item, Kind, PK, VERSION};
 
 use super::lease::{plan_confirm, plan_decide, plan_release, Step, StoredRollup, StoredWindow};
 use super::{Claim, Decision, DedupError, DedupStore, Rollup};
+use crate::aws_error::{classify, Cause};
 use crate::time::now_ms;
 
 pub use super::lease::SEEN_LIMIT;
@@ -69,11 +70,11 @@ impl DynamoStore {
         &self.table
     }
 
-    fn error(&self, action: &str, message: impl std::fmt::Display) -> DedupError {
-        DedupError(format!(
-            "DynamoDB table {}: {action}: {message}",
-            self.table
-        ))
+    fn error(&self, action: &str, cause: Cause, message: impl std::fmt::Display) -> DedupError {
+        DedupError::new(
+            cause,
+            format!("DynamoDB table {}: {action}: {message}", self.table),
+        )
     }
 
     fn taken(&self) -> std::sync::MutexGuard<'_, Vec<(Rollup, String, i64)>> {
@@ -90,7 +91,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.error("GetItem", DisplayErrorContext(e)))?;
+            .map_err(|e| self.error("GetItem", classify(&e), DisplayErrorContext(e)))?;
         Ok(output.item)
     }
 
@@ -101,7 +102,7 @@ impl DynamoStore {
     ) -> Result<Option<StoredWindow>, DedupError> {
         item.map(|item| StoredWindow::from_item(&item))
             .transpose()
-            .map_err(|e| self.error(&format!("item {key:?}"), e))
+            .map_err(|e| self.error(&format!("item {key:?}"), Cause::Other, e))
     }
 
     /// Writes `item` if the stored item is as expected.
@@ -124,7 +125,7 @@ impl DynamoStore {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => failed.item.clone(),
                 _ => None,
             })),
-            Err(e) => Err(self.error("PutItem", DisplayErrorContext(e))),
+            Err(e) => Err(self.error("PutItem", classify(&e), DisplayErrorContext(e))),
         }
     }
 
@@ -146,7 +147,7 @@ impl DynamoStore {
                 .set_expression_attribute_values(values)
                 .build()
                 .map(|put| TransactWriteItem::builder().put(put).build())
-                .map_err(|e| self.error("TransactWriteItems", e))
+                .map_err(|e| self.error("TransactWriteItems", Cause::Rejected, e))
         };
         let items = vec![
             put(window, &condition, names, values)?,
@@ -161,7 +162,7 @@ impl DynamoStore {
         match result {
             Ok(_) => Ok(Written::Yes),
             Err(e) if is_transaction_conflict(&e) => Ok(Written::Conflict(None)),
-            Err(e) => Err(self.error("TransactWriteItems", DisplayErrorContext(e))),
+            Err(e) => Err(self.error("TransactWriteItems", classify(&e), DisplayErrorContext(e))),
         }
     }
 
@@ -213,6 +214,7 @@ impl DynamoStore {
         }
         Err(self.error(
             &format!("key {key:?}"),
+            Cause::Throttled,
             format!("gave up after {MAX_ATTEMPTS} conflicting concurrent writes"),
         ))
     }
@@ -233,7 +235,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| self.error("Scan", DisplayErrorContext(e)))?;
+                .map_err(|e| self.error("Scan", classify(&e), DisplayErrorContext(e)))?;
             items.extend(output.items.unwrap_or_default());
             match output.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -433,6 +435,6 @@ impl DedupStore for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| self.error("DeleteItem", DisplayErrorContext(e)))
+            .map_err(|e| self.error("DeleteItem", classify(&e), DisplayErrorContext(e)))
     }
 }

@@ -155,7 +155,9 @@ pub(crate) fn plan_decide(
                 });
             }
             if opener {
-                return Err(DedupError(format!(
+                return Err(DedupError::new(
+                    crate::aws_error::Cause::Other,
+                    format!(
                     "{}: the alert of the window opened at {} by event {} is being published by another invocation (claim held until {}); try again later",
                     claim.key,
                     format_ms(w.open_ms),
@@ -205,10 +207,10 @@ pub(crate) fn plan_decide(
             return Ok(Step::Done(answer));
         }
         (_, None) => {
-            return Err(DedupError(format!(
-                "{}: no window to count the match against",
-                claim.key
-            )))
+            return Err(DedupError::new(
+                crate::aws_error::Cause::Other,
+                format!("{}: no window to count the match against", claim.key),
+            ))
         }
     };
     next.version = version;
@@ -346,7 +348,7 @@ mod tests {
         );
         assert!(decide(&mut s, &claim(T0, "a"), NOW)
             .unwrap_err()
-            .0
+            .message
             .contains("being published"));
         let stored = s.clone().unwrap();
         assert_eq!(stored.window.suppressed, 1);
@@ -506,7 +508,7 @@ mod tests {
         // The opener is always recognised; a forgotten one inside the window is only counted.
         assert!(decide(&mut s, &claim(T0, "first"), NOW)
             .unwrap_err()
-            .0
+            .message
             .contains("being published"));
         let step = plan_confirm(s.as_ref(), &claim(T0, "first"), alert(T0));
         apply(&mut s, step);

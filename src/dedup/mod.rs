@@ -21,6 +21,8 @@ pub mod memory;
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
+
+use crate::aws_error::Cause;
 use serde::{Deserialize, Serialize};
 
 pub use dynamo::DynamoStore;
@@ -178,9 +180,23 @@ pub struct Rollup {
     pub window: Window,
 }
 
+/// A dedup decision that could not be made or recorded, and why (a throttled table
+/// is retried by Lambda; access denied wants an IAM fix).
 #[derive(Debug, thiserror::Error)]
-#[error("dedup store: {0}")]
-pub struct DedupError(pub String);
+#[error("dedup store ({cause}): {message}")]
+pub struct DedupError {
+    pub cause: Cause,
+    pub message: String,
+}
+
+impl DedupError {
+    pub fn new(cause: Cause, message: impl Into<String>) -> Self {
+        DedupError {
+            cause,
+            message: message.into(),
+        }
+    }
+}
 
 /// Where windows live: in memory (CLI, `invoke`) or DynamoDB (Lambda).
 #[async_trait]

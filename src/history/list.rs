@@ -96,7 +96,7 @@ impl Lister for S3Lister {
                 .map_err(|e| ListError {
                     bucket: bucket.to_owned(),
                     prefix: prefix.to_owned(),
-                    transient: crate::source::s3::is_transient(&e),
+                    transient: crate::aws_error::classify(&e).is_transient(),
                     message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
                 });
             Some((page, paginator))

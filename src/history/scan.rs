@@ -152,6 +152,7 @@ pub async fn read_object(
         .await
         .map_err(|e| SourceError::Failed {
             object: object.clone(),
+            cause: crate::aws_error::Cause::Other,
             message: format!("reading the object stopped unexpectedly: {e}"),
         })
 }
@@ -269,12 +270,11 @@ fn absorb_report(
             outcome.matches.extend(report.matches);
         }
         Err(SourceError::NotFound(object)) => {
-            outcome.counters.missing_objects += 1;
-            tracing::warn!(object = %object, "object not found (deleted after listing?), skipped");
+            crate::events::object_missing(&mut outcome.counters, &object);
         }
         Err(e) => {
             progress.failures.fetch_add(1, Ordering::Relaxed);
-            outcome.counters.failed_objects += 1;
+            crate::events::fetch_failed(&mut outcome.counters, &e);
             outcome.failures.push(e.to_string());
         }
     }
@@ -287,10 +287,10 @@ pub async fn decide(alerter: &Alerter, collected: Collected, started: Instant) -
     let mut failures = collected.failures;
     let now = now_ms();
     for failure in alerter.process(collected.matches, now, &mut counters).await {
-        failures.push(format!("{}: {}", failure.source, failure.message));
+        failures.push(failure.to_string());
     }
     for failure in alerter.flush_rollups(now, true, &mut counters).await {
-        failures.push(format!("{}: {}", failure.source, failure.message));
+        failures.push(failure.to_string());
     }
     ScanSummary {
         files: counters.objects as usize,

@@ -9,14 +9,18 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::alert::Notification;
+use crate::aws_error::Cause;
 
 pub use sns::SnsSink;
 pub use stdout::{OutputFormat, StdoutSink};
 
+/// A notification that was not delivered, and why (throttling and access denied
+/// are told apart, see [`Cause`]).
 #[derive(Debug, thiserror::Error)]
-#[error("publishing alert {alert_id} failed: {message}")]
+#[error("publishing alert {alert_id} failed ({cause}): {message}")]
 pub struct SinkError {
     pub alert_id: String,
+    pub cause: Cause,
     pub message: String,
 }
 

@@ -8,6 +8,7 @@ use aws_sdk_sns::Client;
 
 use super::{AlertSink, SinkError};
 use crate::alert::Notification;
+use crate::aws_error::{classify, Cause};
 
 pub struct SnsSink {
     client: Client,
@@ -26,8 +27,9 @@ impl SnsSink {
 #[async_trait]
 impl AlertSink for SnsSink {
     async fn publish(&self, notification: &Notification) -> Result<(), SinkError> {
-        let fail = |message: String| SinkError {
+        let fail = |cause: Cause, message: String| SinkError {
             alert_id: notification.alert_id.clone(),
+            cause,
             message,
         };
         let mut request = self
@@ -42,13 +44,14 @@ impl AlertSink for SnsSink {
                 .data_type("String")
                 .string_value(value)
                 .build()
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(Cause::Rejected, e.to_string()))?;
             request = request.message_attributes(name, attribute);
         }
-        request
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| fail(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))
+        request.send().await.map(|_| ()).map_err(|e| {
+            fail(
+                classify(&e),
+                aws_sdk_sns::error::DisplayErrorContext(e).to_string(),
+            )
+        })
     }
 }

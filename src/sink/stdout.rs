@@ -76,6 +76,7 @@ impl AlertSink for StdoutSink {
             .and_then(|()| out.flush())
             .map_err(|e| SinkError {
                 alert_id: notification.alert_id.clone(),
+                cause: crate::aws_error::Cause::Other,
                 message: e.to_string(),
             })
     }

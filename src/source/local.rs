@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use async_trait::async_trait;
 
 use super::{Body, ObjectRef, ObjectSource, SourceError};
+use crate::aws_error::Cause;
 
 pub struct LocalSource {
     root: PathBuf,
@@ -30,6 +31,7 @@ impl ObjectSource for LocalSource {
     async fn open(&self, object: &ObjectRef) -> Result<Body, SourceError> {
         let path = self.path_of(object).ok_or_else(|| SourceError::Failed {
             object: object.clone(),
+            cause: Cause::Rejected,
             message: "key leaves the objects folder".into(),
         })?;
         match std::fs::File::open(&path) {
@@ -39,6 +41,10 @@ impl ObjectSource for LocalSource {
             }
             Err(e) => Err(SourceError::Failed {
                 object: object.clone(),
+                cause: match e.kind() {
+                    std::io::ErrorKind::PermissionDenied => Cause::AccessDenied,
+                    _ => Cause::Other,
+                },
                 message: format!("{}: {e}", path.display()),
             }),
         }

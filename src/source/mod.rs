@@ -10,6 +10,8 @@ use std::io::Read;
 
 use async_trait::async_trait;
 
+use crate::aws_error::Cause;
+
 pub use local::LocalSource;
 pub use s3::S3Source;
 
@@ -29,22 +31,33 @@ impl fmt::Display for ObjectRef {
 /// A readable object body. Bodies are read on a blocking thread.
 pub type Body = Box<dyn Read + Send>;
 
+/// Why an object could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// Deleted before we fetched it (or never there): logged and counted, not retried.
     #[error("{0}: object not found")]
     NotFound(ObjectRef),
-    #[error("{object}: {message}")]
-    Failed { object: ObjectRef, message: String },
-    /// Throttling, a timeout or a dropped connection: the same request may succeed later.
-    #[error("{object}: {message} (transient, retry later)")]
-    Transient { object: ObjectRef, message: String },
+    /// Any other failure, classified: throttling and timeouts may succeed later
+    /// ([`SourceError::is_transient`]), access denied wants an IAM fix.
+    #[error("{object}: {message} ({cause}{})", if cause.is_transient() { ", transient: retry later" } else { "" })]
+    Failed {
+        object: ObjectRef,
+        cause: Cause,
+        message: String,
+    },
 }
 
 impl SourceError {
     /// Whether retrying the same request later can succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, SourceError::Transient { .. })
+        self.cause().is_transient()
+    }
+
+    pub fn cause(&self) -> Cause {
+        match self {
+            SourceError::NotFound(_) => Cause::NotFound,
+            SourceError::Failed { cause, .. } => *cause,
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
 use trailwatch::alert::{alert_id, Notification};
+use trailwatch::aws_error::Cause;
 use trailwatch::dedup::{DedupStore, DynamoStore};
 use trailwatch::handler::Handler;
 use trailwatch::pipeline::{Alerter, Counters};
@@ -83,6 +84,7 @@ impl AlertSink for FailingFirst {
                 .push(notification.alert_id.clone());
             return Err(SinkError {
                 alert_id: notification.alert_id.clone(),
+                cause: Cause::ServerError,
                 message: "simulated SNS outage".into(),
             });
         }

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::support::fixtures::{self, gzip};
 
 use trailwatch::alert::Notification;
+use trailwatch::aws_error::Cause;
 use trailwatch::config::{AllowList, Config};
 use trailwatch::dedup::MemoryStore;
 use trailwatch::handler::Handler;
@@ -168,6 +169,7 @@ impl AlertSink for FlakySink {
             self.failures.fetch_sub(1, Ordering::SeqCst);
             return Err(SinkError {
                 alert_id: n.alert_id.clone(),
+                cause: Cause::Throttled,
                 message: "throttled".into(),
             });
         }

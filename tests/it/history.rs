@@ -129,18 +129,6 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     objects
 }
 
-/// Resets the process's peak RSS (Linux `clear_refs` 5); false where unsupported.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// `VmHWM` of this process, in KiB.
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn is_log(key: &str) -> bool {
     key.contains("/CloudTrail/")
 }
@@ -278,18 +266,11 @@ async fn history_scans_against_moto() {
     assert!(local.failures.is_empty(), "{:?}", local.failures);
     let counting = Arc::new(CountingLister::new(S3Lister::new(client.clone())));
     let scan = bucket.scan(counting.clone(), Filters::default(), 32);
-    let measured = reset_peak_rss();
+    // (Peak memory is measured on the `trailwatch scan s3://` process itself: this
+    // test binary runs other tests beside this one.)
     let started = Instant::now();
     let (sink, summary) = history(&scan, &url).await;
     let secs = started.elapsed().as_secs_f64();
-    if measured {
-        let peak = peak_rss_kib().unwrap_or(0);
-        eprintln!(
-            "peak RSS of the test process during the history scan: {} KiB",
-            peak
-        );
-        assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
-    }
     eprintln!(
         "history scan: {} objects, {} bytes in {secs:.2}s: {:.0} objects/s, {:.2} MB/s compressed, {:.2} MB/s decoded ({} ListObjectsV2 calls)",
         summary.counters.objects,

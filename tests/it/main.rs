@@ -7,6 +7,7 @@
 
 mod support;
 
+mod aws_errors;
 mod bad_input;
 mod cli;
 mod differential;
