@@ -83,16 +83,21 @@ pub fn open<R: Read>(mut raw: BufReader<R>) -> DecodedStream<R> {
     })))
 }
 
-/// Decodes every member of `input` into `out` (grown as needed, up to the cap);
-/// the decoded length, or `None` when the object must be streamed instead.
 fn decode_members(input: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+    decode_in_memory(input, out, WHOLE_OBJECT_MAX_DECODED)
+}
+
+/// Decodes every member of `input` into `out` (grown as needed, up to `max`
+/// bytes); the decoded length, or `None` when the object must be streamed instead.
+/// Public for the decode-only benchmark, which measures libdeflate uncapped.
+pub fn decode_in_memory(input: &[u8], out: &mut Vec<u8>, max: usize) -> Option<usize> {
     // A single member's ISIZE is its decoded length (mod 4 GiB): the first guess
     // for the buffer. A lie costs a retry with the largest buffer, no more.
     let last_isize = input
         .len()
         .checked_sub(4)
         .map(|at| u32::from_le_bytes([input[at], input[at + 1], input[at + 2], input[at + 3]]));
-    let guess = (last_isize? as usize).clamp(1, WHOLE_OBJECT_MAX_DECODED);
+    let guess = (last_isize? as usize).clamp(1, max);
     if out.len() < guess {
         out.resize(guess, 0);
     }
@@ -109,8 +114,9 @@ fn decode_members(input: &[u8], out: &mut Vec<u8>) -> Option<usize> {
             let (used, written) = loop {
                 match inflater.inflate(rest, &mut out[produced..]) {
                     Inflated::Done { used, written } => break (used, written),
-                    Inflated::NoRoom if out.len() < WHOLE_OBJECT_MAX_DECODED => {
-                        out.resize(WHOLE_OBJECT_MAX_DECODED, 0);
+                    Inflated::NoRoom if out.len() < max => {
+                        let grown = out.len().saturating_mul(2).clamp(guess, max);
+                        out.resize(grown, 0);
                     }
                     Inflated::NoRoom | Inflated::Bad => return None,
                 }
