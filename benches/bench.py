@@ -159,10 +159,10 @@ def main():
             return "-"
 
     print()
-    print(f"{'':36}" + "".join(f"{f'{n} ({rows[n][0]} file' + ('s)' if rows[n][0] > 1 else ')'):>20}" for n in rows))
+    print(f"{'':44}" + "".join(f"{f'{n} ({rows[n][0]} file' + ('s)' if rows[n][0] > 1 else ')'):>20}" for n in rows))
 
     def line(label, fn):
-        print(f"{label:36}" + "".join(f"{cell(n, fn):>20}" for n in rows))
+        print(f"{label:44}" + "".join(f"{cell(n, fn):>20}" for n in rows))
 
     line("decompressed MB", lambda size, s: f"{size / 1e6:.1f}")
     line("trailwatch scan MB/s", lambda size, s: f"{mbps(size, s['scan']):.0f}")
