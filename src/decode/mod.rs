@@ -1,16 +1,18 @@
 //! Byte stream -> records.
 //!
 //! A CloudTrail object is gzip (possibly multi-member) or plain JSON, recognised by
-//! its magic bytes, never by its name. It is decompressed as a stream into a reused
-//! buffer, and [`scanner`] splits the `Records` array into records without building
+//! its magic bytes, never by its name. It is decompressed ([`gzip`]; small objects
+//! in one call, [`whole_object`]) into a reused buffer, and [`scanner`] splits the `Records` array into records without building
 //! a document: only records that contain one of the rules' literal needles (or any
 //! JSON escape that could spell one) are handed on to be parsed. Memory stays
 //! bounded by the largest single record, whatever the object's size.
 
+pub mod gzip;
 pub mod prefilter;
 pub mod reference;
 pub mod repair;
 pub mod scanner;
+pub mod whole_object;
 
 use std::io::{BufRead, BufReader, Read};
 
@@ -93,9 +95,7 @@ pub fn open_stream<R: Read>(raw: R) -> Result<DecodedStream<R>, DecodeError> {
         return Err(DecodeError::Empty);
     }
     if head.starts_with(&GZIP_MAGIC) || head == &GZIP_MAGIC[..1] {
-        return Ok(DecodedStream::Gzip(Box::new(
-            flate2::bufread::MultiGzDecoder::new(raw),
-        )));
+        return Ok(whole_object::open(raw));
     }
     // A UTF-8 byte-order mark before a plain JSON document (editors and some
     // exporters write one) is not part of the JSON text: RFC 8259 §8.1 lets a
@@ -109,16 +109,18 @@ pub fn open_stream<R: Read>(raw: R) -> Result<DecodedStream<R>, DecodeError> {
 
 /// The decoded byte stream of one object.
 pub enum DecodedStream<R: Read> {
-    /// Boxed: the decoder's state is large, and one allocation per object is
-    /// nothing next to decompressing it.
-    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<R>>>),
+    /// Streamed gzip. Boxed: the decoder's state is large, and one allocation per
+    /// object is nothing next to decompressing it.
+    Gzip(Box<gzip::GzipDecoder<whole_object::Prefixed<R>>>),
+    /// A small gzip object, decoded in memory ([`whole_object`]).
+    Whole(whole_object::WholeObject),
     Plain(BufReader<R>),
 }
 
 impl<R: Read> DecodedStream<R> {
     pub fn encoding(&self) -> Encoding {
         match self {
-            DecodedStream::Gzip(_) => Encoding::Gzip,
+            DecodedStream::Gzip(_) | DecodedStream::Whole(_) => Encoding::Gzip,
             DecodedStream::Plain(_) => Encoding::PlainJson,
         }
     }
@@ -129,6 +131,7 @@ impl<R: Read> DecodedStream<R> {
         loop {
             let result = match self {
                 DecodedStream::Gzip(gz) => gz.read(buf),
+                DecodedStream::Whole(whole) => Ok(whole.read(buf)),
                 DecodedStream::Plain(plain) => plain.read(buf),
             };
             return match result {
