@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::decode::{Limits, DEFAULT_MAX_DECOMPRESSED_BYTES};
-use crate::rule::lookup;
+use crate::rule::{lookup, parse_rule_list, RuleSet};
 
 /// A bad variable, named, with what is wrong with it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -77,6 +77,12 @@ pub struct Config {
     pub limits: Limits,
     /// `TRAILWATCH_CONCURRENCY`: objects of one event read at once (default 4).
     pub concurrency: usize,
+    /// `TRAILWATCH_RULES`: comma-separated embedded rule names (`RuleID` or file
+    /// name; enables a rule shipped disabled) or rule file paths, run besides the
+    /// embedded rules enabled by default.
+    pub rule_names: Vec<String>,
+    /// The rules to run: loaded and validated once, at cold start.
+    pub rules: RuleSet,
 }
 
 impl Default for Config {
@@ -88,6 +94,8 @@ impl Default for Config {
             allow: AllowList::default(),
             limits: Limits::default(),
             concurrency: 4,
+            rule_names: Vec::new(),
+            rules: RuleSet::embedded(),
         }
     }
 }
@@ -137,6 +145,13 @@ impl Config {
         }
         if let Some(n) = get("TRAILWATCH_CONCURRENCY") {
             config.concurrency = parse_number("TRAILWATCH_CONCURRENCY", &n, 1, 64)?;
+        }
+        if let Some(list) = get("TRAILWATCH_RULES") {
+            config.rule_names = parse_rule_list(&list);
+            config.rules = RuleSet::load(&config.rule_names).map_err(|e| ConfigError {
+                variable: "TRAILWATCH_RULES",
+                problem: e.to_string(),
+            })?;
         }
         Ok(config)
     }
@@ -226,6 +241,7 @@ mod tests {
             ("TRAILWATCH_DEDUP_MINUTES", "0"),
             ("TRAILWATCH_MAX_DECOMPRESSED_BYTES", "-1"),
             ("TRAILWATCH_TOPIC_ARN", "alerts"),
+            ("TRAILWATCH_RULES", "No.Such.Rule"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);

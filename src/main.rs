@@ -58,8 +58,9 @@ struct ScanArgs {
     /// Alert on every match.
     #[arg(long, conflicts_with = "dedup_window")]
     no_dedup: bool,
-    /// Extra rule files.
-    #[arg(long = "rules", value_name = "PATH")]
+    /// More rules: an embedded rule's name (enabling a rule shipped disabled) or a
+    /// rule file (added to TRAILWATCH_RULES).
+    #[arg(long = "rules", value_name = "NAME|FILE")]
     rules: Vec<PathBuf>,
     /// Files read in parallel [default: all cores].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -127,7 +128,8 @@ fn scan(args: ScanArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return usage_error(e),
     };
-    let rules = match RuleSet::load(&args.rules) {
+    let named: Vec<PathBuf> = config.rule_names.iter().map(PathBuf::from).collect();
+    let rules = match RuleSet::load(&[named, args.rules].concat()) {
         Ok(rules) => rules,
         Err(e) => return usage_error(e),
     };
@@ -193,7 +195,7 @@ fn invoke(args: InvokeArgs) -> ExitCode {
     });
     let handler = Handler::assemble(
         &config,
-        RuleSet::embedded(),
+        config.rules.clone(),
         Arc::new(LocalSource::new(objects)),
         Arc::new(MemoryStore::new()),
         Arc::new(StdoutSink::new(args.format)),
@@ -212,7 +214,7 @@ fn invoke(args: InvokeArgs) -> ExitCode {
 
 fn rule_tests(paths: &[PathBuf]) -> ExitCode {
     let rules: Result<Vec<Rule>, _> = if paths.is_empty() {
-        Ok(RuleSet::embedded().rules)
+        Ok(RuleSet::every_embedded().rules)
     } else {
         paths.iter().map(|p| Rule::from_file(p)).collect()
     };

@@ -11,24 +11,28 @@
 //!
 //! Hash key `pk` (S), TTL attribute `ttl` (epoch seconds), as in `template.yaml`.
 //!
-//! **Window item**, one per dedup key, `pk` = the key (`RuleID:region:account`):
+//! **Window item**, one per dedup key, `pk` = the key's
+//! [`storage_id`](super::DedupKey::storage_id) (`RuleID:region:account`):
 //!
 //! | attribute | meaning |
 //! |---|---|
 //! | `kind` | `window` |
+//! | `rule_id`, `group_values` | the key: the rule and its `GroupBy` values (a list of strings), never parsed back from `pk` |
 //! | `open_ms`, `window_ms`, `end_ms` | the window, in event time (epoch ms); `end_ms` is informational |
 //! | `state` | `pending`: the window's alert is claimed and being published; `alerted`: its publication was confirmed |
 //! | `lease_until_ms` | wall clock: until then a `pending` claim belongs to the invocation publishing it; after it (or `0` once released) the alert may be re-driven |
 //! | `first_event_id` | the `eventID` that alerted for the window |
 //! | `suppressed`, `first_suppressed_ms`, `last_suppressed_ms` | matches counted against the window since its last roll-up |
-//! | `snapshots`, `buckets`, `principals` | their distinct values (string sets, at most [`MAX_DISTINCT`](super::MAX_DISTINCT) each, absent when empty) |
+//! | `distinct` | their distinct values: a map from the rule's `RollupDistinct` names to string sets (at most [`MAX_DISTINCT`](super::MAX_DISTINCT) each, absent when empty) |
+//! | `rule_name`, `severity`, `description`, `runbook`, `rollup_subject`, `group_by`, `distinct_headings` | what the window's roll-up needs of its rule ([`RollupSpec`]), so that it is published as the rule described it even once the rule is no longer loaded |
 //! | `seen` | the last [`SEEN_LIMIT`] `eventID`s decided for the key, oldest first (redeliveries), as a JSON array in a string |
 //! | `version` | every write is conditional on the version it read (optimistic concurrency) |
 //! | `ttl` | `max(window end, wall clock) + 2 windows + 1 day`, in seconds |
 //!
 //! **Roll-up item**, one per batch of suppressed matches cut from a closed window,
-//! `pk` = `<key>#rollup#<open_ms>#<cut time ms>-<version>`: `kind` = `rollup`, `key`,
-//! the window's fields as above, `taken_until_ms` (lease of the flush publishing it),
+//! `pk` = `<key>#rollup#<open_ms>#<cut time ms>-<version>`: `kind` = `rollup`,
+//! `rule_id` and `group_values`, `key` (the display form, for people), the window's
+//! fields as above, `taken_until_ms` (lease of the flush publishing it),
 //! `version`, and `ttl` = cut time + 14 days. A batch is cut when a match opens a
 //! new window (in the same transaction as the new window), or by the scheduled flush
 //! once the window has ended; it is deleted when its publication is confirmed.
@@ -96,7 +100,7 @@
 //! left (the event went to the dead-letter queue) is not re-driven: the event in the
 //! dead-letter queue and its alarm are the record of it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -109,7 +113,10 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::{transition, Claim, Decision, DedupError, DedupStore, Rollup, Transition, Window};
+use super::{
+    transition, Claim, Decision, DedupError, DedupKey, DedupStore, Rollup, Transition, Window,
+};
+use crate::rule::{RollupSpec, Severity};
 use crate::time::{format_ms, now_ms};
 
 /// How many `eventID`s a window item remembers for redelivery detection. At ~40
@@ -191,12 +198,12 @@ impl DynamoStore {
 
     fn parse_window(
         &self,
-        key: &str,
+        key: &DedupKey,
         item: Option<Item>,
     ) -> Result<Option<StoredWindow>, DedupError> {
         item.map(|item| StoredWindow::from_item(&item))
             .transpose()
-            .map_err(|e| self.error(&format!("item {key:?}"), e))
+            .map_err(|e| self.error(&format!("item {:?}", key.storage_id()), e))
     }
 
     /// Writes `item` if the stored item is as expected.
@@ -263,15 +270,16 @@ impl DynamoStore {
     /// Read, plan, conditional write; again on conflict.
     async fn update_window<T>(
         &self,
-        key: &str,
+        key: &DedupKey,
         mut plan: impl FnMut(Option<&StoredWindow>, i64) -> Result<Step<T>, DedupError>,
     ) -> Result<T, DedupError> {
         // The item as a failed write found it, when the service said: no need to read it.
         let mut known: Option<Item> = None;
+        let pk = key.storage_id();
         for attempt in 0..MAX_ATTEMPTS {
             let item = match known.take() {
                 Some(item) => Some(item),
-                None => self.get(key).await?,
+                None => self.get(&pk).await?,
             };
             let stored = self.parse_window(key, item)?;
             let now = now_ms();
@@ -300,14 +308,14 @@ impl DynamoStore {
                 Written::Conflict(current) => known = current,
             }
             tracing::debug!(
-                key,
+                key = %key,
                 attempt,
                 "dedup item changed concurrently, deciding again"
             );
             tokio::time::sleep(backoff(attempt)).await;
         }
         Err(self.error(
-            &format!("key {key:?}"),
+            &format!("key {:?}", key.to_string()),
             format!("gave up after {MAX_ATTEMPTS} conflicting concurrent writes"),
         ))
     }
@@ -341,7 +349,7 @@ impl DynamoStore {
     async fn cut_window(
         &self,
         stored: StoredWindow,
-        key: &str,
+        key: &DedupKey,
         now: i64,
     ) -> Result<Option<Rollup>, DedupError> {
         let mut next = stored.clone();
@@ -499,9 +507,10 @@ impl StoredWindow {
         self.window.first_event_id == event_id || self.seen.iter().any(|id| id == event_id)
     }
 
-    fn to_item(&self, key: &str) -> Item {
+    fn to_item(&self, key: &DedupKey) -> Item {
         let mut item = window_attributes(&self.window);
-        item.insert(PK.into(), AttributeValue::S(key.to_owned()));
+        item.insert(PK.into(), AttributeValue::S(key.storage_id()));
+        key_attributes(&mut item, key);
         item.insert("kind".into(), AttributeValue::S("window".into()));
         let state = match self.state {
             State::Pending => "pending",
@@ -545,7 +554,7 @@ impl StoredWindow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct StoredRollup {
     pk: String,
-    key: String,
+    key: DedupKey,
     window: Window,
     taken_until_ms: i64,
     version: u64,
@@ -556,15 +565,19 @@ impl StoredRollup {
     /// A new batch of `window`'s suppressed matches, cut at wall-clock `now` from
     /// version `from_version` of the key's window item (unique per key).
     fn cut(
-        key: &str,
+        key: &DedupKey,
         window: Window,
         now: i64,
         from_version: u64,
         taken_until_ms: Option<i64>,
     ) -> StoredRollup {
         StoredRollup {
-            pk: format!("{key}#rollup#{}#{now}-{from_version}", window.open_ms),
-            key: key.to_owned(),
+            pk: format!(
+                "{}#rollup#{}#{now}-{from_version}",
+                key.storage_id(),
+                window.open_ms
+            ),
+            key: key.clone(),
             window,
             taken_until_ms: taken_until_ms.unwrap_or(0),
             version: 1,
@@ -576,7 +589,8 @@ impl StoredRollup {
         let mut item = window_attributes(&self.window);
         item.insert(PK.into(), AttributeValue::S(self.pk.clone()));
         item.insert("kind".into(), AttributeValue::S("rollup".into()));
-        item.insert("key".into(), AttributeValue::S(self.key.clone()));
+        item.insert("key".into(), AttributeValue::S(self.key.to_string()));
+        key_attributes(&mut item, &self.key);
         item.insert("taken_until_ms".into(), number(self.taken_until_ms));
         item.insert(VERSION.into(), number(self.version));
         item.insert(TTL.into(), number(self.ttl_secs));
@@ -586,7 +600,7 @@ impl StoredRollup {
     fn from_item(item: &Item) -> Result<StoredRollup, String> {
         Ok(StoredRollup {
             pk: text(item, PK)?,
-            key: text(item, "key")?,
+            key: key_from(item)?,
             window: window_from(item)?,
             taken_until_ms: int(item, "taken_until_ms")?,
             version: int(item, VERSION)?,
@@ -630,7 +644,86 @@ fn string_set(item: &Item, name: &str) -> Result<BTreeSet<String>, String> {
     }
 }
 
-const WINDOW_SETS: [&str; 3] = ["snapshots", "buckets", "principals"];
+fn strings(values: &[String]) -> AttributeValue {
+    AttributeValue::L(values.iter().cloned().map(AttributeValue::S).collect())
+}
+
+fn string_list(item: &Item, name: &str) -> Result<Vec<String>, String> {
+    match item.get(name) {
+        None => Ok(Vec::new()),
+        Some(AttributeValue::L(values)) => values
+            .iter()
+            .map(|v| {
+                v.as_s()
+                    .cloned()
+                    .map_err(|_| format!("attribute {name} holds a non-string"))
+            })
+            .collect(),
+        Some(_) => Err(format!("attribute {name} is not a list")),
+    }
+}
+
+/// The dedup key as its parts: `rule_id` and `group_values`.
+fn key_attributes(item: &mut Item, key: &DedupKey) {
+    item.insert("rule_id".into(), AttributeValue::S(key.rule_id.clone()));
+    item.insert("group_values".into(), strings(&key.values));
+}
+
+fn key_from(item: &Item) -> Result<DedupKey, String> {
+    match item.get("group_values") {
+        Some(AttributeValue::L(_)) => Ok(DedupKey::new(
+            text(item, "rule_id")?,
+            string_list(item, "group_values")?,
+        )),
+        Some(_) => Err("attribute group_values is not a list".into()),
+        None => Err("attribute group_values is missing (an item from before keys were stored as their parts)".into()),
+    }
+}
+
+fn spec_attributes(item: &mut Item, spec: &RollupSpec) {
+    let s = |text: &str| AttributeValue::S(text.to_owned());
+    item.insert("rule_name".into(), s(&spec.display_name));
+    if let Some(severity) = spec.severity {
+        item.insert("severity".into(), s(&format!("{severity:?}")));
+    }
+    item.insert("description".into(), s(&spec.description));
+    item.insert("runbook".into(), s(&spec.runbook));
+    item.insert("rollup_subject".into(), s(&spec.subject));
+    item.insert("group_by".into(), strings(&spec.group_by));
+    let (names, headings): (Vec<String>, Vec<String>) = spec.distinct.iter().cloned().unzip();
+    item.insert("distinct_names".into(), strings(&names));
+    item.insert("distinct_headings".into(), strings(&headings));
+}
+
+/// The stored rule description of a window (`None` in items written without it).
+fn spec_from(item: &Item, rule_id: Option<String>) -> Result<Option<Box<RollupSpec>>, String> {
+    if !item.contains_key("rule_name") {
+        return Ok(None);
+    }
+    let severity = match item.get("severity") {
+        None => None,
+        Some(AttributeValue::S(s)) => Some(
+            serde_json::from_value::<Severity>(serde_json::Value::String(s.clone()))
+                .map_err(|_| format!("attribute severity: unknown severity {s:?}"))?,
+        ),
+        Some(_) => return Err("attribute severity is not a string".into()),
+    };
+    let names = string_list(item, "distinct_names")?;
+    let headings = string_list(item, "distinct_headings")?;
+    if names.len() != headings.len() {
+        return Err("attributes distinct_names and distinct_headings differ in length".into());
+    }
+    Ok(Some(Box::new(RollupSpec {
+        rule_id: rule_id.unwrap_or_default(),
+        display_name: text(item, "rule_name")?,
+        severity,
+        description: text(item, "description")?,
+        runbook: text(item, "runbook")?,
+        subject: text(item, "rollup_subject")?,
+        group_by: string_list(item, "group_by")?,
+        distinct: names.into_iter().zip(headings).collect(),
+    })))
+}
 
 fn window_attributes(w: &Window) -> Item {
     let mut item = Item::new();
@@ -648,17 +741,23 @@ fn window_attributes(w: &Window) -> Item {
     if let Some(t) = w.last_suppressed_ms {
         item.insert("last_suppressed_ms".into(), number(t));
     }
-    for (name, set) in WINDOW_SETS
-        .into_iter()
-        .zip([&w.snapshots, &w.buckets, &w.principals])
-    {
-        // DynamoDB refuses empty sets: an empty set is an absent attribute.
-        if !set.is_empty() {
-            item.insert(
-                name.into(),
+    // DynamoDB refuses empty sets: an empty set is an absent entry.
+    let distinct: Item = w
+        .distinct
+        .iter()
+        .filter(|(_, set)| !set.is_empty())
+        .map(|(name, set)| {
+            (
+                name.clone(),
                 AttributeValue::Ss(set.iter().cloned().collect()),
-            );
-        }
+            )
+        })
+        .collect();
+    if !distinct.is_empty() {
+        item.insert("distinct".into(), AttributeValue::M(distinct));
+    }
+    if let Some(spec) = &w.spec {
+        spec_attributes(&mut item, spec);
     }
     item
 }
@@ -671,9 +770,18 @@ fn window_from(item: &Item) -> Result<Window, String> {
         suppressed: int(item, "suppressed")?,
         first_suppressed_ms: optional_int(item, "first_suppressed_ms")?,
         last_suppressed_ms: optional_int(item, "last_suppressed_ms")?,
-        snapshots: string_set(item, WINDOW_SETS[0])?,
-        buckets: string_set(item, WINDOW_SETS[1])?,
-        principals: string_set(item, WINDOW_SETS[2])?,
+        distinct: match item.get("distinct") {
+            None => BTreeMap::new(),
+            Some(AttributeValue::M(sets)) => sets
+                .keys()
+                .map(|name| Ok((name.clone(), string_set(sets, name)?)))
+                .collect::<Result<_, String>>()?,
+            Some(_) => return Err("attribute distinct is not a map".into()),
+        },
+        spec: spec_from(
+            item,
+            item.get("rule_id").and_then(|v| v.as_s().ok()).cloned(),
+        )?,
     })
 }
 
@@ -896,13 +1004,13 @@ impl DedupStore for DynamoStore {
                 .and_then(|k| k.as_s().ok())
                 .map(String::as_str);
             let taken = match kind {
-                Some("window") => match (text(&item, PK), StoredWindow::from_item(&item)) {
+                Some("window") => match (key_from(&item), StoredWindow::from_item(&item)) {
                     (Ok(key), Ok(stored)) if all || stored.window.end_ms() <= now_ms => {
                         self.cut_window(stored, &key, wall).await?
                     }
                     (Ok(_), Ok(_)) => None,
                     (key, stored) => {
-                        tracing::warn!(item = ?key, error = ?stored.err(), "unreadable dedup window item skipped");
+                        tracing::warn!(item = ?text(&item, PK), key = ?key.err(), error = ?stored.err(), "unreadable dedup window item skipped");
                         None
                     }
                 },
@@ -952,14 +1060,32 @@ mod tests {
 
     fn claim(t: i64, id: &str) -> Claim {
         Claim {
-            key: "R:us-east-1:1".into(),
+            key: key(),
             event_time_ms: t,
             event_id: id.into(),
             window_ms: W,
-            snapshot: format!("snap-{id}"),
-            bucket: "b".into(),
-            principal: "p".into(),
+            distinct: vec![
+                ("things".into(), format!("thing-{id}")),
+                ("places".into(), "b".into()),
+            ],
+            spec: RollupSpec {
+                rule_id: "R".into(),
+                display_name: "A rule".into(),
+                severity: Some(Severity::Low),
+                description: "d".into(),
+                runbook: "r".into(),
+                subject: "{suppressed} more".into(),
+                group_by: vec!["awsRegion".into(), "recipientAccountId".into()],
+                distinct: vec![
+                    ("things".into(), "Things".into()),
+                    ("places".into(), "Places".into()),
+                ],
+            },
         }
+    }
+
+    fn key() -> DedupKey {
+        DedupKey::new("R", vec!["us-east-1".into(), "1".into()])
     }
 
     /// Applies a decision to `stored` as a successful write would.
@@ -997,16 +1123,19 @@ mod tests {
         decide(&mut stored, &claim(T0, "a"), NOW).unwrap();
         decide(&mut stored, &claim(T0 + 1, "b"), NOW).unwrap();
         let s = stored.unwrap();
-        assert_eq!(StoredWindow::from_item(&s.to_item("k")).unwrap(), s);
-        let batch = StoredRollup::cut("k", s.window.clone(), NOW, 7, Some(NOW + 5));
+        assert_eq!(StoredWindow::from_item(&s.to_item(&key())).unwrap(), s);
+        let batch = StoredRollup::cut(&key(), s.window.clone(), NOW, 7, Some(NOW + 5));
         assert_eq!(StoredRollup::from_item(&batch.to_item()).unwrap(), batch);
         let mut empty = s.clone();
-        empty.window.snapshots.clear();
+        empty.window.distinct.clear();
         assert!(
-            !empty.to_item("k").contains_key("snapshots"),
+            !empty.to_item(&key()).contains_key("distinct"),
             "DynamoDB refuses empty sets"
         );
-        assert_eq!(StoredWindow::from_item(&empty.to_item("k")).unwrap(), empty);
+        assert_eq!(
+            StoredWindow::from_item(&empty.to_item(&key())).unwrap(),
+            empty
+        );
     }
 
     #[test]
@@ -1019,7 +1148,7 @@ mod tests {
             version: 1,
             ttl_secs: 1,
         }
-        .to_item("k");
+        .to_item(&key());
         item.insert("open_ms".into(), AttributeValue::S("x".into()));
         assert!(StoredWindow::from_item(&item)
             .unwrap_err()
