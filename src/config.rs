@@ -235,6 +235,21 @@ mod tests {
     }
 
     #[test]
+    fn rules_are_named_embedded_rules_or_files() {
+        let c = config(&[("TRAILWATCH_RULES", " AWS.RDS.SnapshotShared ,")]).unwrap();
+        assert_eq!(c.rule_names, vec!["AWS.RDS.SnapshotShared".to_owned()]);
+        let ids: Vec<&str> = c.rules.rules.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["AWS.RDS.SnapshotExport", "AWS.RDS.SnapshotShared"]);
+        assert!(config(&[])
+            .unwrap()
+            .rules
+            .get("AWS.RDS.SnapshotShared")
+            .is_none());
+        let err = config(&[("TRAILWATCH_RULES", "missing.yml")]).unwrap_err();
+        assert!(err.problem.contains("missing.yml"), "{err}");
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (var, value) in [
             ("TRAILWATCH_DEDUP_MINUTES", "sixty"),

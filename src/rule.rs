@@ -7,6 +7,7 @@
 //! matches, which literal needles prove a record cannot match (see [`Rule::needles`]),
 //! and how to render its alert fields.
 
+mod lists;
 mod output;
 mod select;
 
@@ -22,10 +23,16 @@ pub use output::{
 use serde_json::Value;
 
 /// The rules compiled into the binary (file name, YAML text).
-pub const EMBEDDED_RULES: &[(&str, &str)] = &[(
-    "aws_rds_snapshot_export.yml",
-    include_str!("../rules/aws_rds_snapshot_export.yml"),
-)];
+pub const EMBEDDED_RULES: &[(&str, &str)] = &[
+    (
+        "aws_rds_snapshot_export.yml",
+        include_str!("../rules/aws_rds_snapshot_export.yml"),
+    ),
+    (
+        "aws_rds_snapshot_shared.yml",
+        include_str!("../rules/aws_rds_snapshot_shared.yml"),
+    ),
+];
 
 /// Errors while loading a rule file.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +111,10 @@ pub enum Test {
     /// The value is an ARN naming an account (its fifth `:` field) that differs from
     /// the string at `OtherKey`. ARNs without an account never hold.
     ArnAccountIsNot(FieldPath),
+    /// The value is a list with an item equal to this (see [`lists`]).
+    ListContains(Value),
+    /// The value is a list with an item other than the string at `OtherKey`.
+    ListHasOtherThan(FieldPath),
 }
 
 /// A declarative condition tree.
@@ -142,6 +153,10 @@ impl Condition {
                         let account = found.and_then(Value::as_str).and_then(arn_account);
                         let other = lookup(record, other).and_then(Value::as_str);
                         matches!((account, other), (Some(a), Some(o)) if a != o)
+                    }
+                    Test::ListContains(expected) => lists::contains(found, expected),
+                    Test::ListHasOtherThan(other) => {
+                        lists::has_other_than(found, lookup(record, other).and_then(Value::as_str))
                     }
                 }
             }
@@ -535,6 +550,12 @@ impl RawCondition {
                 self.other_key
                     .as_deref()
                     .ok_or("ArnAccountIsNot needs OtherKey")?,
+            )),
+            "ListContains" => Test::ListContains(value()?),
+            "ListHasOtherThan" => Test::ListHasOtherThan(dotted(
+                self.other_key
+                    .as_deref()
+                    .ok_or("ListHasOtherThan needs OtherKey")?,
             )),
             other => return Err(format!("unknown Condition {other:?}")),
         };

@@ -431,3 +431,202 @@ fn missing_fields_read_unknown() {
     assert_eq!(doc["s3Bucket"], "unknown");
     assert_eq!(doc["exportOnly"], Value::Null);
 }
+
+// ---- the companion rule: AWS.RDS.SnapshotShared ------------------------------
+
+const SHARED: &str = "AWS.RDS.SnapshotShared";
+
+fn data(path: &str) -> String {
+    format!("{}/tests/data/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `trailwatch scan --format json` with `extra` arguments and environment; the
+/// alerts it printed.
+fn scan(extra: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("TRAILWATCH_RULES")
+        .envs(env.iter().copied())
+        .args(["scan", "--format", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn summary(alerts: &[Value]) -> Vec<(String, String)> {
+    alerts
+        .iter()
+        .map(|a| {
+            (
+                a["ruleId"].as_str().unwrap_or_default().to_owned(),
+                a["eventId"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The one event of Stratus Red Team's `aws.exfiltration.rds-share-snapshot`.
+const STRATUS_SHARE: &str = "fef2bf02-bbea-4d0f-a91c-e6ccfe3fba46";
+/// Panther's own positive case for `AWS.RDS.SnapshotShared`.
+const PANTHER_SHARE: &str = "86581591-0f39-4eae-9a8d-b2224a3c91fa";
+/// Panther's positive cases for `AWS.RDS.SnapshotExport` (one alert: same key, time).
+const PANTHER_EXPORT: &str = "f1e2d3c4-b5a6-7890-1234-567890abcdef";
+
+#[test]
+fn the_shared_rule_is_embedded_disabled_and_its_tests_pass() {
+    assert!(RuleSet::embedded().get(SHARED).is_none(), "off by default");
+    let every = RuleSet::every_embedded();
+    let rule = every.get(SHARED).expect("embedded");
+    assert!(!rule.enabled);
+    let outcomes = trailwatch::rule::run_rule_tests(std::slice::from_ref(rule));
+    assert!(outcomes.len() >= 5, "positive and three kinds of negative");
+    for o in &outcomes {
+        assert!(o.passed(), "{}: expected {}", o.name, o.expected);
+    }
+    for name in [
+        SHARED,
+        "aws_rds_snapshot_shared.yml",
+        "aws_rds_snapshot_shared",
+    ] {
+        let set = RuleSet::load(&[name]).unwrap();
+        assert!(set.get(SHARED).is_some(), "{name} enables it");
+        assert!(set.get("AWS.RDS.SnapshotExport").is_some());
+    }
+}
+
+#[test]
+fn the_shared_rule_alerts_on_the_stratus_detonation_and_nothing_else() {
+    let stratus = data("stratus-red-team");
+    // The folder holds the detonation twice (its own file and the all-detonations
+    // file): the same event, recognised as a redelivery.
+    for rules in [SHARED, "rules/aws_rds_snapshot_shared.yml"] {
+        let alerts = scan(&["--rules", rules, &stratus], &[]);
+        assert_eq!(
+            summary(&alerts),
+            [(SHARED.to_owned(), STRATUS_SHARE.to_owned())],
+            "--rules {rules}"
+        );
+        let alert = &alerts[0];
+        assert_eq!(alert["snapshotIdentifier"], "exfiltration");
+        assert_eq!(alert["sharedWith"], json!(["503161813013"]));
+        assert_eq!(alert["account"], "171471557522");
+    }
+    let alerts = scan(&[&stratus], &[("TRAILWATCH_RULES", SHARED)]);
+    assert_eq!(
+        summary(&alerts),
+        [(SHARED.to_owned(), STRATUS_SHARE.to_owned())]
+    );
+}
+
+#[test]
+fn over_the_panther_logs_the_shared_rule_agrees_with_panthers_own_cases() {
+    let panther = data("panther/all_cloudtrail_test_logs.json.gz");
+    let alerts = scan(&["--rules", SHARED, &panther], &[]);
+    let mut got = summary(&alerts);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "AWS.RDS.SnapshotExport".to_owned(),
+                PANTHER_EXPORT.to_owned()
+            ),
+            (SHARED.to_owned(), PANTHER_SHARE.to_owned()),
+        ],
+        "the share case with an empty valuesToAdd and every other log stay quiet"
+    );
+}
+
+#[test]
+fn the_default_rules_give_exactly_one_alert_over_the_public_samples() {
+    let alerts = scan(
+        &[
+            &data("panther/all_cloudtrail_test_logs.json.gz"),
+            &data("stratus-red-team"),
+        ],
+        &[],
+    );
+    assert_eq!(
+        summary(&alerts),
+        [(
+            "AWS.RDS.SnapshotExport".to_owned(),
+            PANTHER_EXPORT.to_owned()
+        )]
+    );
+}
+
+/// The detonation record, and more shares in its window for a roll-up.
+fn shared_matches(rules: &RuleSet) -> Vec<Match> {
+    let rule = rules.get(SHARED).unwrap();
+    let first = rule.tests[0].log.clone();
+    let mut out = vec![matched(rules, SHARED, first.clone())];
+    for (i, (snapshot, to)) in [
+        ("other-db", json!(["444455556666"])),
+        ("prod-db-snapshot", json!(["all"])),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = first.clone();
+        r["eventID"] = json!(format!("share-{i}"));
+        r["eventTime"] = json!(format!("2024-08-01T12:4{i}:00Z"));
+        r["requestParameters"]["dBSnapshotIdentifier"] = json!(snapshot);
+        r["requestParameters"]["valuesToAdd"] = to;
+        out.push(matched(rules, SHARED, r));
+    }
+    let mut cluster = rule.tests[1].log.clone();
+    cluster["recipientAccountId"] = json!("210987654321");
+    out.push(matched(rules, SHARED, cluster));
+    out
+}
+
+#[tokio::test]
+async fn the_shared_rule_mails_and_rolls_up_only_its_own_fields() {
+    let rules = RuleSet::load(&[SHARED]).unwrap();
+    let matches = shared_matches(&rules);
+    let published = publish(rules, matches).await;
+    let kinds: Vec<&str> = published.iter().map(|n| n.kind).collect();
+    assert_eq!(kinds, ["alert", "alert", "rollup"], "{published:#?}");
+    for (n, name) in published.iter().zip([
+        "shared_alert.txt",
+        "shared_alert_public_cluster.txt",
+        "shared_rollup.txt",
+    ]) {
+        let text = rendered(n);
+        for foreign in ["export", "Export", "Bucket", "bucket", "KMS", "Tables"] {
+            assert!(
+                !text.contains(foreign),
+                "{name} mentions {foreign}:\n{text}"
+            );
+        }
+        assert_golden(name, &text);
+    }
+    let alert = &published[0].email;
+    assert!(
+        alert.contains("What:     rds:ModifyDBSnapshotAttribute succeeded at 2024-08-01T12:38:06Z")
+    );
+    assert!(alert.contains("Shared with: 999988887777"), "{alert}");
+    assert!(alert.contains("Removed:  none"), "{alert}");
+    assert!(alert.contains("further shares for AWS.RDS.SnapshotShared:us-east-1:123456789012"));
+    assert!(published[1]
+        .subject
+        .starts_with("[CRITICAL] RDS snapshot aurora-snapshot shared"));
+    let rollup: Value = serde_json::from_str(&published[2].document).unwrap();
+    assert_eq!(rollup["snapshots"], json!(["other-db", "prod-db-snapshot"]));
+    assert_eq!(rollup["sharedWith"], json!(["444455556666", "all"]));
+    assert!(rollup.get("buckets").is_none());
+    assert_eq!(
+        published[2].subject,
+        "[HIGH] 2 more RDS snapshot share(s) in 123456789012/us-east-1 (roll-up)"
+    );
+}

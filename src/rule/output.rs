@@ -161,9 +161,18 @@ impl Output {
         self.distinct
             .iter()
             .map(|d| {
-                let value = match &d.source {
-                    DistinctSource::Field(name) => self.field_text(record, name),
-                    DistinctSource::Paths(paths) => scalar_text(first_present(record, paths)),
+                let paths = match &d.source {
+                    DistinctSource::Field(name) => self.field(name).map(|f| f.paths.as_slice()),
+                    DistinctSource::Paths(paths) => Some(paths.as_slice()),
+                };
+                let value = match paths.and_then(|paths| first_present(record, paths)) {
+                    // A list (the accounts a grant names) is one value, its items joined.
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .map(|item| scalar_text(Some(item)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    other => scalar_text(other),
                 };
                 (d.name.clone(), value)
             })
