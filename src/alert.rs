@@ -266,6 +266,41 @@ pub struct Notification {
     pub rule_id: String,
     pub account: String,
     pub region: String,
+    /// The resources the alert is about, as the rule's alert fields declare them
+    /// (`Resource:`); empty for roll-ups. Security Hub findings list them.
+    pub resources: Vec<AlertResource>,
+}
+
+/// A resource an alert names: its ASFF type (`AwsRdsDbSnapshot`) and the value
+/// the record gave (an ARN or a name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertResource {
+    pub kind: String,
+    pub id: String,
+}
+
+/// The resources a record's alert fields name: each field with a `Resource` type
+/// whose value is present (every item of a list).
+fn resources_of(rule: &Rule, context: &Map<String, Value>) -> Vec<AlertResource> {
+    let mut out = Vec::new();
+    for field in &rule.output.fields {
+        let (Some(kind), Some(value)) = (&field.resource, context.get(&field.name)) else {
+            continue;
+        };
+        let items = match value {
+            Value::Array(items) => items.as_slice(),
+            one => std::slice::from_ref(one),
+        };
+        for item in items {
+            if let Some(id) = item.as_str().filter(|id| !id.is_empty() && *id != UNKNOWN) {
+                out.push(AlertResource {
+                    kind: kind.clone(),
+                    id: id.to_owned(),
+                });
+            }
+        }
+    }
+    out
 }
 
 impl Notification {
@@ -368,6 +403,7 @@ pub fn build_alert(
     let (severity, reason) = rule.severity_for(record);
     let text = |key: &str| crate::rule::scalar_text(record.get(key));
     let context: Map<String, Value> = rule.output.field_values(record);
+    let resources = resources_of(rule, &context);
     let mut document = AlertDocument {
         kind: "alert",
         alert_id: alert_id(&rule.id, dedup_key, window_start_ms, "alert"),
@@ -407,6 +443,7 @@ pub fn build_alert(
         rule_id: rule.id.clone(),
         account: document.account.clone(),
         region: document.region.clone(),
+        resources: resources.clone(),
     };
     fit_to_sns(&mut document, render, |document, step| {
         document.event = None;
@@ -591,6 +628,7 @@ pub fn build_rollup(spec: &RollupSpec, rollup: &Rollup) -> Notification {
         rule_id: doc.rule_id.clone(),
         account: doc.account.clone(),
         region: doc.region.clone(),
+        resources: Vec::new(),
     };
     fit_to_sns(&mut doc, render, |doc, step| {
         if let Some(max) = step {

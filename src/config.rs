@@ -83,6 +83,8 @@ pub struct Config {
     pub rule_names: Vec<String>,
     /// The rules to run: loaded and validated once, at cold start.
     pub rules: RuleSet,
+    /// `TRAILWATCH_SECURITYHUB=true`: each alert also becomes a Security Hub finding.
+    pub securityhub: bool,
 }
 
 impl Default for Config {
@@ -96,6 +98,7 @@ impl Default for Config {
             concurrency: 4,
             rule_names: Vec::new(),
             rules: RuleSet::embedded(),
+            securityhub: false,
         }
     }
 }
@@ -146,6 +149,25 @@ impl Config {
         if let Some(n) = get("TRAILWATCH_CONCURRENCY") {
             config.concurrency = parse_number("TRAILWATCH_CONCURRENCY", &n, 1, 64)?;
         }
+        if let Some(flag) = get("TRAILWATCH_SECURITYHUB") {
+            config.securityhub = match flag.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ConfigError {
+                        variable: "TRAILWATCH_SECURITYHUB",
+                        problem: format!("{flag:?} is neither true nor false"),
+                    })
+                }
+            };
+            if config.securityhub && !cfg!(feature = "securityhub") {
+                return Err(ConfigError {
+                    variable: "TRAILWATCH_SECURITYHUB",
+                    problem: "this build has no Security Hub sink (cargo feature securityhub)"
+                        .into(),
+                });
+            }
+        }
         if let Some(list) = get("TRAILWATCH_RULES") {
             config.rule_names = parse_rule_list(&list);
             config.rules = RuleSet::load(&config.rule_names).map_err(|e| ConfigError {
@@ -154,6 +176,22 @@ impl Config {
             })?;
         }
         Ok(config)
+    }
+
+    /// Where findings are imported when Security Hub is enabled: the default product
+    /// of the alert topic's account and region (the stack's own).
+    pub fn securityhub_product_arn(&self) -> Option<String> {
+        if !self.securityhub {
+            return None;
+        }
+        let topic = self.topic_arn.as_deref()?;
+        let parts: Vec<&str> = topic.split(':').collect();
+        match parts.as_slice() {
+            ["arn", partition, "sns", region, account, _] => Some(format!(
+                "arn:{partition}:securityhub:{region}:{account}:product/{account}/default"
+            )),
+            _ => None,
+        }
     }
 
     /// Lambda mode needs somewhere to send alerts.
@@ -247,6 +285,31 @@ mod tests {
             .is_none());
         let err = config(&[("TRAILWATCH_RULES", "missing.yml")]).unwrap_err();
         assert!(err.problem.contains("missing.yml"), "{err}");
+    }
+
+    #[test]
+    fn security_hub_imports_into_the_topics_account() {
+        let c = config(&[
+            (
+                "TRAILWATCH_TOPIC_ARN",
+                "arn:aws:sns:eu-west-1:123456789012:alerts",
+            ),
+            ("TRAILWATCH_SECURITYHUB", "true"),
+        ])
+        .unwrap();
+        assert!(c.securityhub);
+        assert_eq!(
+            c.securityhub_product_arn().as_deref(),
+            Some("arn:aws:securityhub:eu-west-1:123456789012:product/123456789012/default")
+        );
+        let off = config(&[("TRAILWATCH_SECURITYHUB", "false")]).unwrap();
+        assert_eq!(off.securityhub_product_arn(), None);
+        assert_eq!(
+            config(&[("TRAILWATCH_SECURITYHUB", "maybe")])
+                .unwrap_err()
+                .variable,
+            "TRAILWATCH_SECURITYHUB"
+        );
     }
 
     #[test]

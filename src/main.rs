@@ -15,7 +15,7 @@ use trailwatch::detect::Detector;
 use trailwatch::handler::Handler;
 use trailwatch::pipeline::Alerter;
 use trailwatch::rule::{run_rule_tests, Rule, RuleSet};
-use trailwatch::sink::{OutputFormat, SnsSink, StdoutSink};
+use trailwatch::sink::{OutputFormat, StdoutSink};
 use trailwatch::source::LocalSource;
 
 #[derive(Parser)]
@@ -271,7 +271,7 @@ fn run_lambda() -> ExitCode {
     let (config, topic_arn) = config;
     let result = runtime().block_on(async move {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let sink = Arc::new(SnsSink::new(aws_sdk_sns::Client::new(&aws), topic_arn));
+        let sink = trailwatch::sink::lambda_sink(&config, &aws, &topic_arn);
         let handler = Arc::new(Handler::for_aws(&config, &aws, sink));
         lambda_runtime::run(lambda_runtime::service_fn(
             move |event: lambda_runtime::LambdaEvent<Value>| {

@@ -630,3 +630,121 @@ async fn the_shared_rule_mails_and_rolls_up_only_its_own_fields() {
         "[HIGH] 2 more RDS snapshot share(s) in 123456789012/us-east-1 (roll-up)"
     );
 }
+
+// ---- Security Hub findings, against the AWS emulator -------------------------
+
+#[cfg(feature = "securityhub")]
+#[path = "support/moto.rs"]
+mod moto;
+
+/// An alert of `rule_id` for `record`, as the pipeline builds it.
+fn alert_of(rules: &RuleSet, rule_id: &str, record: Value) -> Notification {
+    let m = matched(rules, rule_id, record);
+    let rule = &rules.rules[m.rule];
+    let key = Alerter::dedup_key(rule, &m.record).to_string();
+    build_alert(rule, &m, &key, m.event_time_ms.unwrap(), 3_600_000)
+}
+
+#[cfg(feature = "securityhub")]
+#[tokio::test]
+async fn alerts_become_security_hub_findings_and_a_retry_updates_the_same_one() {
+    use trailwatch::sink::securityhub::{finding_id, product_arn, SecurityHubSink};
+    use trailwatch::sink::AlertSink;
+
+    let server = moto::MotoServer::start();
+    let conf = server.sdk_config().await;
+    let hub = aws_sdk_securityhub::Client::new(&conf);
+    let product = product_arn("aws", moto::REGION, "123456789012");
+    let sink = SecurityHubSink::new(hub.clone(), &product);
+
+    let rules = RuleSet::load(&[SHARED]).unwrap();
+    let export = rules.get("AWS.RDS.SnapshotExport").unwrap();
+    let export_alert = alert_of(&rules, &export.id, export.tests[0].log.clone());
+    let public = rules.get(SHARED).unwrap().tests[1].log.clone();
+    let share_alert = alert_of(&rules, SHARED, public);
+    sink.publish(&export_alert).await.expect("imported");
+    sink.publish(&share_alert).await.expect("imported");
+    // A retried publication (same alert) and a roll-up add no finding.
+    sink.publish(&export_alert).await.expect("re-imported");
+    let matches = export_matches(&rules);
+    let rollup = publish(rules.clone(), matches)
+        .await
+        .into_iter()
+        .find(|n| n.kind == "rollup")
+        .unwrap();
+    sink.publish(&rollup).await.expect("nothing to import");
+
+    let findings = hub
+        .get_findings()
+        .send()
+        .await
+        .expect("GetFindings")
+        .findings
+        .unwrap_or_default();
+    let ids: Vec<&str> = findings.iter().filter_map(|f| f.id()).collect();
+    assert_eq!(
+        ids,
+        [
+            finding_id(&export_alert.alert_id),
+            finding_id(&share_alert.alert_id)
+        ],
+        "one finding per alert"
+    );
+    let f = &findings[0];
+    assert_eq!(f.product_arn(), Some(product.as_str()));
+    assert_eq!(f.aws_account_id(), Some("123456789012"));
+    assert_eq!(f.region(), Some("us-east-1"));
+    assert_eq!(f.types(), ["TTPs/Exfiltration/T1537"]);
+    assert_eq!(
+        f.severity().and_then(|s| s.label()).map(|l| l.as_str()),
+        Some("HIGH")
+    );
+    assert_eq!(f.generator_id(), Some("trailwatch/AWS.RDS.SnapshotExport"));
+    assert_eq!(f.created_at(), Some("2024-01-15T10:30:00Z"));
+    assert!(f
+        .title()
+        .unwrap()
+        .starts_with("RDS Snapshot Export: [my-db-snapshot]"));
+    let resources: Vec<(&str, &str)> = f
+        .resources()
+        .iter()
+        .map(|r| (r.r#type().unwrap_or_default(), r.id().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            ("AwsAccount", "AWS::::Account:123456789012"),
+            (
+                "AwsRdsDbSnapshot",
+                "arn:aws:rds:us-east-1:123456789012:snapshot:my-db-snapshot"
+            ),
+            ("AwsS3Bucket", "my-export-bucket"),
+            (
+                "AwsKmsKey",
+                "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+            ),
+            ("AwsIamRole", "arn:aws:iam::123456789012:role/RDSExportRole"),
+        ]
+    );
+    let fields = f.product_fields().unwrap();
+    assert_eq!(
+        fields["trailwatch/principalArn"],
+        "arn:aws:sts::123456789012:assumed-role/Admin/user"
+    );
+    assert_eq!(fields["trailwatch/sourceIPAddress"], "1.2.3.4");
+    assert_eq!(fields["trailwatch/alertId"], export_alert.alert_id);
+    let s = &findings[1];
+    assert_eq!(
+        s.severity().and_then(|s| s.label()).map(|l| l.as_str()),
+        Some("CRITICAL"),
+        "a public share is raised"
+    );
+    assert_eq!(
+        s.resources()
+            .iter()
+            .filter_map(|r| r.r#type())
+            .collect::<Vec<_>>(),
+        ["AwsAccount", "AwsRdsDbClusterSnapshot"]
+    );
+    assert!(s.description().unwrap().contains("made public"));
+}
