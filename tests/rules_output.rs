@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use trailwatch::alert::{build_alert, build_rollup, Notification, SNS_PUBLISH_LIMIT};
 use trailwatch::config::AllowList;
-use trailwatch::dedup::{DedupKey, MemoryStore, Rollup};
+use trailwatch::dedup::{DedupKey, DedupStore, DynamoStore, MemoryStore, Rollup};
 use trailwatch::detect::Match;
 use trailwatch::pipeline::{Alerter, Counters};
 use trailwatch::rule::{Rule, RuleSet};
@@ -87,7 +87,7 @@ fn matched(rules: &RuleSet, rule_id: &str, record: Value) -> Match {
     }
 }
 
-fn alerter(rules: RuleSet, dedup: Arc<MemoryStore>) -> (Alerter, Arc<MemorySink>) {
+fn alerter(rules: RuleSet, dedup: Arc<dyn DedupStore>) -> (Alerter, Arc<MemorySink>) {
     let sink = Arc::new(MemorySink::new());
     let alerter = Alerter {
         rules: Arc::new(rules),
@@ -633,7 +633,6 @@ async fn the_shared_rule_mails_and_rolls_up_only_its_own_fields() {
 
 // ---- Security Hub findings, against the AWS emulator -------------------------
 
-#[cfg(feature = "securityhub")]
 #[path = "support/moto.rs"]
 mod moto;
 
@@ -747,4 +746,86 @@ async fn alerts_become_security_hub_findings_and_a_retry_updates_the_same_one() 
         ["AwsAccount", "AwsRdsDbClusterSnapshot"]
     );
     assert!(s.description().unwrap().contains("made public"));
+}
+
+#[tokio::test]
+async fn in_dynamodb_the_key_is_stored_as_its_parts_and_an_orphan_rollup_is_published_from_the_item(
+) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+        ScalarAttributeType,
+    };
+    let server = moto::MotoServer::start();
+    let conf = server.sdk_config().await;
+    let db = aws_sdk_dynamodb::Client::new(&conf);
+    let table = moto::unique("windows");
+    db.create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create table");
+    let store: Arc<dyn DedupStore> = Arc::new(DynamoStore::new(db.clone(), &table));
+    let rules = RuleSet::embedded();
+    let matches = export_matches(&rules);
+    let (before, sink) = alerter(rules, store.clone());
+    let mut counters = Counters::default();
+    assert!(before
+        .process(matches, noon(), &mut counters)
+        .await
+        .is_empty());
+    assert_eq!((counters.alerts, counters.suppressed), (3, 3));
+    assert_golden("export_alert.txt", &rendered(&sink.notifications()[0]));
+
+    let item = db
+        .get_item()
+        .table_name(&table)
+        .key(
+            "pk",
+            AttributeValue::S("AWS.RDS.SnapshotExport:us-east-1:123456789012".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the window item, under the key's display form");
+    assert_eq!(
+        item["rule_id"],
+        AttributeValue::S("AWS.RDS.SnapshotExport".into())
+    );
+    assert_eq!(
+        item["group_values"],
+        AttributeValue::L(vec![
+            AttributeValue::S("us-east-1".into()),
+            AttributeValue::S("123456789012".into())
+        ])
+    );
+    assert_eq!(
+        item["rule_name"],
+        AttributeValue::S("AWS RDS Snapshot Exported to S3".into())
+    );
+    let distinct = item["distinct"].as_m().unwrap();
+    assert_eq!(distinct["snapshots"].as_ss().unwrap().len(), 3);
+
+    // A deployment without the rule still reports the window, from the item alone.
+    let (after, sink) = alerter(RuleSet { rules: Vec::new() }, store);
+    let failures = after.flush_rollups(noon(), true, &mut counters).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let published = sink.notifications();
+    assert_eq!(published.len(), 1, "{published:#?}");
+    assert_golden("export_rollup.txt", &rendered(&published[0]));
 }

@@ -20,8 +20,8 @@ pub(super) fn select(
             r.id == text || r.origin == text || r.origin.strip_suffix(".yml") == Some(&text)
         });
         match embedded_at {
-            // A file of that name in the working directory is still the embedded rule:
-            // names are what operators write, paths need a `/` or a `.yml` to differ.
+            // An embedded rule's name wins over a file of the same name in the
+            // working directory: `./aws_rds_snapshot_shared.yml` names the file.
             Some(at) => wanted[at] = true,
             None => files.push(Rule::from_file(path)?),
         }
