@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 BIN := $(CARGO_TARGET_DIR)/debug/trailwatch
 SAM_ENV := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing SAM_CLI_TELEMETRY=0
 
-.PHONY: help run test build venv venv-test venv-template venv-lambda lint fmt clippy template unit bench emulate clean
+.PHONY: help run test test-arm64 build venv venv-test venv-template venv-lambda lint fmt clippy template unit bench emulate clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ template: venv-template ## Lint template.yaml (cfn-lint, sam validate --lint)
 unit: venv-test ## Unit, integration, property and emulator tests
 	cargo test
 	$(BIN) test
+
+test-arm64: ## The decoder's tests, NEON kernel included, built for arm64 and run under qemu-user
+	scripts/test-arm64.sh
 
 build: venv-lambda ## Lambda artifact for arm64 (cargo-lambda), in target/lambda/trailwatch
 	cargo lambda build --release --arm64 --bin trailwatch

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::decode::{Limits, DEFAULT_MAX_DECOMPRESSED_BYTES};
-use crate::rule::lookup;
+use crate::rule::{lookup, parse_rule_list, RuleSet};
 
 /// A bad variable, named, with what is wrong with it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -77,6 +77,14 @@ pub struct Config {
     pub limits: Limits,
     /// `TRAILWATCH_CONCURRENCY`: objects of one event read at once (default 4).
     pub concurrency: usize,
+    /// `TRAILWATCH_RULES`: comma-separated embedded rule names (`RuleID` or file
+    /// name; enables a rule shipped disabled) or rule file paths, run besides the
+    /// embedded rules enabled by default.
+    pub rule_names: Vec<String>,
+    /// The rules to run: loaded and validated once, at cold start.
+    pub rules: RuleSet,
+    /// `TRAILWATCH_SECURITYHUB=true`: each alert also becomes a Security Hub finding.
+    pub securityhub: bool,
 }
 
 impl Default for Config {
@@ -88,6 +96,9 @@ impl Default for Config {
             allow: AllowList::default(),
             limits: Limits::default(),
             concurrency: 4,
+            rule_names: Vec::new(),
+            rules: RuleSet::embedded(),
+            securityhub: false,
         }
     }
 }
@@ -138,7 +149,49 @@ impl Config {
         if let Some(n) = get("TRAILWATCH_CONCURRENCY") {
             config.concurrency = parse_number("TRAILWATCH_CONCURRENCY", &n, 1, 64)?;
         }
+        if let Some(flag) = get("TRAILWATCH_SECURITYHUB") {
+            config.securityhub = match flag.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ConfigError {
+                        variable: "TRAILWATCH_SECURITYHUB",
+                        problem: format!("{flag:?} is neither true nor false"),
+                    })
+                }
+            };
+            if config.securityhub && !cfg!(feature = "securityhub") {
+                return Err(ConfigError {
+                    variable: "TRAILWATCH_SECURITYHUB",
+                    problem: "this build has no Security Hub sink (cargo feature securityhub)"
+                        .into(),
+                });
+            }
+        }
+        if let Some(list) = get("TRAILWATCH_RULES") {
+            config.rule_names = parse_rule_list(&list);
+            config.rules = RuleSet::load(&config.rule_names).map_err(|e| ConfigError {
+                variable: "TRAILWATCH_RULES",
+                problem: e.to_string(),
+            })?;
+        }
         Ok(config)
+    }
+
+    /// Where findings are imported when Security Hub is enabled: the default product
+    /// of the alert topic's account and region (the stack's own).
+    pub fn securityhub_product_arn(&self) -> Option<String> {
+        if !self.securityhub {
+            return None;
+        }
+        let topic = self.topic_arn.as_deref()?;
+        let parts: Vec<&str> = topic.split(':').collect();
+        match parts.as_slice() {
+            ["arn", partition, "sns", region, account, _] => Some(format!(
+                "arn:{partition}:securityhub:{region}:{account}:product/{account}/default"
+            )),
+            _ => None,
+        }
     }
 
     /// Lambda mode needs somewhere to send alerts.
@@ -220,12 +273,53 @@ mod tests {
     }
 
     #[test]
+    fn rules_are_named_embedded_rules_or_files() {
+        let c = config(&[("TRAILWATCH_RULES", " AWS.RDS.SnapshotShared ,")]).unwrap();
+        assert_eq!(c.rule_names, vec!["AWS.RDS.SnapshotShared".to_owned()]);
+        let ids: Vec<&str> = c.rules.rules.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["AWS.RDS.SnapshotExport", "AWS.RDS.SnapshotShared"]);
+        assert!(config(&[])
+            .unwrap()
+            .rules
+            .get("AWS.RDS.SnapshotShared")
+            .is_none());
+        let err = config(&[("TRAILWATCH_RULES", "missing.yml")]).unwrap_err();
+        assert!(err.problem.contains("missing.yml"), "{err}");
+    }
+
+    #[test]
+    fn security_hub_imports_into_the_topics_account() {
+        let c = config(&[
+            (
+                "TRAILWATCH_TOPIC_ARN",
+                "arn:aws:sns:eu-west-1:123456789012:alerts",
+            ),
+            ("TRAILWATCH_SECURITYHUB", "true"),
+        ])
+        .unwrap();
+        assert!(c.securityhub);
+        assert_eq!(
+            c.securityhub_product_arn().as_deref(),
+            Some("arn:aws:securityhub:eu-west-1:123456789012:product/123456789012/default")
+        );
+        let off = config(&[("TRAILWATCH_SECURITYHUB", "false")]).unwrap();
+        assert_eq!(off.securityhub_product_arn(), None);
+        assert_eq!(
+            config(&[("TRAILWATCH_SECURITYHUB", "maybe")])
+                .unwrap_err()
+                .variable,
+            "TRAILWATCH_SECURITYHUB"
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (var, value) in [
             ("TRAILWATCH_DEDUP_MINUTES", "sixty"),
             ("TRAILWATCH_DEDUP_MINUTES", "0"),
             ("TRAILWATCH_MAX_DECOMPRESSED_BYTES", "-1"),
             ("TRAILWATCH_TOPIC_ARN", "alerts"),
+            ("TRAILWATCH_RULES", "No.Such.Rule"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);

@@ -84,7 +84,7 @@ impl Handler {
     ) -> Handler {
         Handler::assemble(
             config,
-            RuleSet::embedded(),
+            config.rules.clone(),
             Arc::new(S3Source::new(aws_sdk_s3::Client::new(aws))),
             crate::dedup::store_for(config, aws),
             sink,

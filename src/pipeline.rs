@@ -14,9 +14,9 @@ use serde_json::Value;
 use crate::alert::{build_alert, build_rollup, Notification};
 use crate::aws_error::Cause;
 use crate::config::AllowList;
-use crate::dedup::{Claim, Decision, DedupStore};
+use crate::dedup::{Claim, Decision, DedupKey, DedupStore};
 use crate::detect::{Match, ObjectReport};
-use crate::rule::{first_present, scalar_text, Rule, RuleSet};
+use crate::rule::{RollupSpec, Rule, RuleSet};
 use crate::sink::AlertSink;
 
 /// Counts for one invocation or scan (SPEC §10).
@@ -152,12 +152,9 @@ impl Alerter {
         i64::from(self.window_minutes.unwrap_or(rule.dedup_minutes)) * 60_000
     }
 
-    /// The dedup key: `RuleID:region:account` (`unknown` for a missing field).
-    pub fn dedup_key(rule: &Rule, record: &Value) -> String {
-        std::iter::once(rule.id.clone())
-            .chain(rule.group_values(record))
-            .collect::<Vec<_>>()
-            .join(":")
+    /// The dedup key: the rule and its `GroupBy` values (`unknown` for a missing field).
+    pub fn dedup_key(rule: &Rule, record: &Value) -> DedupKey {
+        DedupKey::new(rule.id.clone(), rule.group_values(record))
     }
 
     /// Decides and publishes, in (eventTime, eventID) order. `now_ms` stands in for a
@@ -196,21 +193,13 @@ impl Alerter {
             return Ok(());
         }
         let key = Self::dedup_key(rule, &m.record);
-        let text = |paths: &[&str]| {
-            let paths: Vec<Vec<String>> = paths
-                .iter()
-                .map(|p| p.split('.').map(str::to_owned).collect())
-                .collect();
-            scalar_text(first_present(&m.record, &paths))
-        };
         let claim = Claim {
             key: key.clone(),
             event_time_ms: m.event_time_ms.unwrap_or_default(),
             event_id: m.event_id.clone(),
             window_ms: self.window_ms(rule),
-            snapshot: rule.context_text(&m.record, "snapshotArn"),
-            bucket: rule.context_text(&m.record, "s3Bucket"),
-            principal: text(&["userIdentity.arn", "userIdentity.principalId"]),
+            distinct: rule.output.distinct_values(&m.record),
+            spec: rule.rollup_spec(),
         };
         let decision = self
             .dedup
@@ -219,7 +208,8 @@ impl Alerter {
             .map_err(|e| failure(e.cause, e.to_string()))?;
         match decision {
             Decision::Alert { window_start_ms } => {
-                let notification = build_alert(rule, m, &key, window_start_ms, claim.window_ms);
+                let notification =
+                    build_alert(rule, m, &key.to_string(), window_start_ms, claim.window_ms);
                 if let Err(e) = self.sink.publish(&notification).await {
                     if let Err(release) = self.dedup.release(&claim, decision).await {
                         tracing::error!(error = %release, "could not release the dedup claim");
@@ -270,11 +260,17 @@ impl Alerter {
         };
         let mut failures = Vec::new();
         for rollup in rollups {
-            let rule_id = rollup.key.split(':').next().unwrap_or_default();
-            let Some(rule) = self.rules.get(rule_id) else {
-                continue;
+            // A rule no longer loaded: the window kept what its roll-up needs.
+            let spec = match self.rules.get(&rollup.key.rule_id) {
+                Some(rule) => rule.rollup_spec(),
+                None => rollup
+                    .window
+                    .spec
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(|| RollupSpec::unloaded(&rollup.key.rule_id)),
             };
-            let notification: Notification = build_rollup(rule, &rollup);
+            let notification: Notification = build_rollup(&spec, &rollup);
             match self.sink.publish(&notification).await {
                 Ok(()) => {
                     counters.rollups += 1;
@@ -284,7 +280,7 @@ impl Alerter {
                 }
                 Err(e) => {
                     let failure = PublishFailure {
-                        source: rollup.key.clone(),
+                        source: rollup.key.to_string(),
                         cause: e.cause,
                         message: e.to_string(),
                     };

@@ -7,16 +7,32 @@
 //! matches, which literal needles prove a record cannot match (see [`Rule::needles`]),
 //! and how to render its alert fields.
 
+mod lists;
+mod output;
+mod select;
+
 use std::path::Path;
 
 use serde::Deserialize;
+
+pub use select::parse_rule_list;
+
+pub use output::{
+    render_fields, AlertField, Distinct, DistinctSource, EmailRow, Output, RollupSpec, RowContent,
+};
 use serde_json::Value;
 
 /// The rules compiled into the binary (file name, YAML text).
-pub const EMBEDDED_RULES: &[(&str, &str)] = &[(
-    "aws_rds_snapshot_export.yml",
-    include_str!("../rules/aws_rds_snapshot_export.yml"),
-)];
+pub const EMBEDDED_RULES: &[(&str, &str)] = &[
+    (
+        "aws_rds_snapshot_export.yml",
+        include_str!("../rules/aws_rds_snapshot_export.yml"),
+    ),
+    (
+        "aws_rds_snapshot_shared.yml",
+        include_str!("../rules/aws_rds_snapshot_shared.yml"),
+    ),
+];
 
 /// Errors while loading a rule file.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +111,10 @@ pub enum Test {
     /// The value is an ARN naming an account (its fifth `:` field) that differs from
     /// the string at `OtherKey`. ARNs without an account never hold.
     ArnAccountIsNot(FieldPath),
+    /// The value is a list with an item equal to this (see [`lists`]).
+    ListContains(Value),
+    /// The value is a list with an item other than the string at `OtherKey`.
+    ListHasOtherThan(FieldPath),
 }
 
 /// A declarative condition tree.
@@ -133,6 +153,10 @@ impl Condition {
                         let account = found.and_then(Value::as_str).and_then(arn_account);
                         let other = lookup(record, other).and_then(Value::as_str);
                         matches!((account, other), (Some(a), Some(o)) if a != o)
+                    }
+                    Test::ListContains(expected) => lists::contains(found, expected),
+                    Test::ListHasOtherThan(other) => {
+                        lists::has_other_than(found, lookup(record, other).and_then(Value::as_str))
                     }
                 }
             }
@@ -195,7 +219,10 @@ pub struct Rule {
     pub group_by: Vec<FieldPath>,
     title: String,
     subject: String,
-    pub alert_context: Vec<(String, Vec<FieldPath>)>,
+    /// Alert fields, e-mail rows and roll-up lists (see [`output`]).
+    pub output: Output,
+    /// `Enabled: false` rules load only when named (`TRAILWATCH_RULES`, `--rules`).
+    pub enabled: bool,
     pub escalations: Vec<Escalation>,
     pub triage: Vec<String>,
     pub false_positives: Vec<String>,
@@ -270,12 +297,26 @@ impl Rule {
     /// Text of an `AlertContext` field of a record (`unknown` when the rule does not
     /// declare it or the record lacks it).
     pub fn context_text(&self, record: &Value, name: &str) -> String {
-        let paths = self
-            .alert_context
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, p)| p.as_slice());
-        scalar_text(paths.and_then(|paths| first_present(record, paths)))
+        self.output.field_text(record, name)
+    }
+
+    /// What a roll-up of this rule's windows needs, kept with each window.
+    pub fn rollup_spec(&self) -> RollupSpec {
+        RollupSpec {
+            rule_id: self.id.clone(),
+            display_name: self.display_name.clone(),
+            severity: Some(self.severity),
+            description: self.description.clone(),
+            runbook: self.runbook.clone(),
+            subject: self.output.rollup_subject.clone(),
+            group_by: self.group_by.iter().map(|p| p.join(".")).collect(),
+            distinct: self
+                .output
+                .distinct
+                .iter()
+                .map(|d| (d.name.clone(), d.heading.clone()))
+                .collect(),
+        }
     }
 
     /// The alert title (Panther's `title()`).
@@ -335,12 +376,10 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// The embedded rules plus any extra rule files.
+    /// The enabled embedded rules plus the named ones: an embedded rule's `RuleID`
+    /// or file name (enabling it when `Enabled: false`), or a rule file's path.
     pub fn load(extra: &[impl AsRef<Path>]) -> Result<RuleSet, RuleError> {
-        let mut rules = RuleSet::embedded_rules()?;
-        for path in extra {
-            rules.push(Rule::from_file(path.as_ref())?);
-        }
+        let rules = select::select(RuleSet::embedded_rules()?, extra)?;
         if let Some(dup) = rules
             .iter()
             .enumerate()
@@ -354,8 +393,15 @@ impl RuleSet {
         Ok(RuleSet { rules })
     }
 
-    /// Only the embedded rules.
+    /// The embedded rules enabled by default.
     pub fn embedded() -> RuleSet {
+        let mut set = RuleSet::every_embedded();
+        set.rules.retain(|r| r.enabled);
+        set
+    }
+
+    /// Every embedded rule, disabled ones too (`trailwatch test` runs their tests).
+    pub fn every_embedded() -> RuleSet {
         RuleSet {
             rules: RuleSet::embedded_rules().expect("embedded rules are validated by tests"),
         }
@@ -402,8 +448,8 @@ struct RawRule {
     group_by: Vec<String>,
     title: Option<String>,
     subject: Option<String>,
-    #[serde(default)]
-    alert_context: serde_yaml_ng::Mapping,
+    #[serde(flatten)]
+    output: output::RawOutput,
     #[serde(default)]
     escalations: Vec<RawEscalation>,
     #[serde(default)]
@@ -505,6 +551,12 @@ impl RawCondition {
                     .as_deref()
                     .ok_or("ArnAccountIsNot needs OtherKey")?,
             )),
+            "ListContains" => Test::ListContains(value()?),
+            "ListHasOtherThan" => Test::ListHasOtherThan(dotted(
+                self.other_key
+                    .as_deref()
+                    .ok_or("ListHasOtherThan needs OtherKey")?,
+            )),
             other => return Err(format!("unknown Condition {other:?}")),
         };
         Ok(Condition::Field { path, test })
@@ -521,9 +573,6 @@ fn yaml_str(value: &serde_yaml_ng::Value) -> Option<String> {
 
 impl RawRule {
     fn into_rule(self, origin: &str) -> Result<Rule, String> {
-        if !self.enabled {
-            return Err("the rule is disabled (Enabled: false)".into());
-        }
         if self.threshold != 1 {
             return Err(format!(
                 "Threshold {} is not supported (only 1: alert on the first match)",
@@ -544,20 +593,6 @@ impl RawRule {
             .flat_map(|(_, v)| v.as_sequence().into_iter().flatten())
             .filter_map(yaml_str)
             .collect();
-        let alert_context = self
-            .alert_context
-            .iter()
-            .map(|(name, paths)| {
-                let name = yaml_str(name).ok_or("AlertContext keys must be strings")?;
-                let paths = match paths {
-                    serde_yaml_ng::Value::Sequence(seq) => {
-                        seq.iter().filter_map(yaml_str).collect()
-                    }
-                    other => yaml_str(other).into_iter().collect::<Vec<_>>(),
-                };
-                Ok((name, paths.iter().map(|p| dotted(p)).collect()))
-            })
-            .collect::<Result<_, String>>()?;
         let escalations = self
             .escalations
             .into_iter()
@@ -581,6 +616,7 @@ impl RawRule {
             })
             .collect::<Result<_, String>>()?;
         let display_name = self.display_name.unwrap_or_else(|| self.rule_id.clone());
+        let output = self.output.into_output(&display_name)?;
         Ok(Rule {
             title: self.title.unwrap_or_else(|| display_name.clone()),
             subject: self.subject.unwrap_or_else(|| display_name.clone()),
@@ -594,7 +630,8 @@ impl RawRule {
             dedup_minutes: self.dedup_period_minutes,
             detection,
             group_by: self.group_by.iter().map(|g| dotted(g)).collect(),
-            alert_context,
+            output,
+            enabled: self.enabled,
             escalations,
             triage: self.triage,
             false_positives: self.false_positives,

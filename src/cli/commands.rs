@@ -39,7 +39,8 @@ pub fn scan(args: ScanArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return usage_error(e),
     };
-    let rules = match RuleSet::load(&args.rules) {
+    let named: Vec<PathBuf> = config.rule_names.iter().map(PathBuf::from).collect();
+    let rules = match RuleSet::load(&[named, args.rules.clone()].concat()) {
         Ok(rules) => rules,
         Err(e) => return usage_error(e),
     };
@@ -105,7 +106,7 @@ pub fn invoke(args: InvokeArgs) -> ExitCode {
     });
     let handler = Handler::assemble(
         &config,
-        RuleSet::embedded(),
+        config.rules.clone(),
         Arc::new(LocalSource::new(objects)),
         Arc::new(MemoryStore::new()),
         Arc::new(StdoutSink::new(args.format)),
@@ -124,7 +125,7 @@ pub fn invoke(args: InvokeArgs) -> ExitCode {
 
 pub fn rule_tests(paths: &[PathBuf]) -> ExitCode {
     let rules: Result<Vec<Rule>, _> = if paths.is_empty() {
-        Ok(RuleSet::embedded().rules)
+        Ok(RuleSet::every_embedded().rules)
     } else {
         paths.iter().map(|p| Rule::from_file(p)).collect()
     };

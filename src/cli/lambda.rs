@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use trailwatch::config::Config;
 use trailwatch::handler::Handler;
-use trailwatch::sink::SnsSink;
 
 use super::runtime;
 
@@ -35,7 +34,7 @@ pub fn run() -> ExitCode {
     let (config, topic_arn) = config;
     let result = runtime().block_on(async move {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let sink = Arc::new(SnsSink::new(aws_sdk_sns::Client::new(&aws), topic_arn));
+        let sink = trailwatch::sink::lambda_sink(&config, &aws, &topic_arn);
         let handler = Arc::new(Handler::for_aws(&config, &aws, sink));
         lambda_runtime::run(lambda_runtime::service_fn(
             move |event: lambda_runtime::LambdaEvent<Value>| {

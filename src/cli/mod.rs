@@ -50,8 +50,9 @@ pub struct ScanArgs {
     /// Alert on every match.
     #[arg(long, conflicts_with = "dedup_window")]
     pub no_dedup: bool,
-    /// Extra rule files.
-    #[arg(long = "rules", value_name = "PATH")]
+    /// More rules: an embedded rule's name (enabling a rule shipped disabled) or a
+    /// rule file (added to TRAILWATCH_RULES).
+    #[arg(long = "rules", value_name = "NAME|FILE")]
     pub rules: Vec<PathBuf>,
     /// Files read in parallel [default: all cores].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]

@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::Client;
 use item::{Item, Kind, PK, VERSION};
 
 use super::lease::{plan_confirm, plan_decide, plan_release, Step, StoredRollup, StoredWindow};
-use super::{Claim, Decision, DedupError, DedupStore, Rollup};
+use super::{Claim, Decision, DedupError, DedupKey, DedupStore, Rollup};
 use crate::aws_error::{classify, Cause};
 use crate::time::now_ms;
 
@@ -97,12 +97,12 @@ impl DynamoStore {
 
     fn parse_window(
         &self,
-        key: &str,
+        key: &DedupKey,
         item: Option<Item>,
     ) -> Result<Option<StoredWindow>, DedupError> {
         item.map(|item| StoredWindow::from_item(&item))
             .transpose()
-            .map_err(|e| self.error(&format!("item {key:?}"), Cause::Other, e))
+            .map_err(|e| self.error(&format!("item {:?}", key.storage_id()), Cause::Other, e))
     }
 
     /// Writes `item` if the stored item is as expected.
@@ -169,15 +169,16 @@ impl DynamoStore {
     /// Read, plan, conditional write; again on conflict.
     async fn update_window<T>(
         &self,
-        key: &str,
+        key: &DedupKey,
         mut plan: impl FnMut(Option<&StoredWindow>, i64) -> Result<Step<T>, DedupError>,
     ) -> Result<T, DedupError> {
+        let pk = key.storage_id();
         // The item as a failed write found it, when the service said: no need to read it.
         let mut known: Option<Item> = None;
         for attempt in 0..MAX_ATTEMPTS {
             let item = match known.take() {
                 Some(item) => Some(item),
-                None => self.get(key).await?,
+                None => self.get(&pk).await?,
             };
             let stored = self.parse_window(key, item)?;
             let now = now_ms();
@@ -206,14 +207,14 @@ impl DynamoStore {
                 Written::Conflict(current) => known = current,
             }
             tracing::debug!(
-                key,
+                key = %key,
                 attempt,
                 "dedup item changed concurrently, deciding again"
             );
             tokio::time::sleep(backoff(attempt)).await;
         }
         Err(self.error(
-            &format!("key {key:?}"),
+            &format!("key {:?}", key.to_string()),
             Cause::Throttled,
             format!("gave up after {MAX_ATTEMPTS} conflicting concurrent writes"),
         ))
@@ -248,7 +249,7 @@ impl DynamoStore {
     async fn cut_window(
         &self,
         stored: StoredWindow,
-        key: &str,
+        key: &DedupKey,
         now: i64,
     ) -> Result<Option<Rollup>, DedupError> {
         let mut next = stored.clone();
@@ -395,13 +396,13 @@ impl DedupStore for DynamoStore {
         let mut out = Vec::new();
         for item in self.scan_suppressed().await? {
             let taken = match item::kind(&item) {
-                Some(Kind::Window) => match (item::pk(&item), StoredWindow::from_item(&item)) {
+                Some(Kind::Window) => match (item::key(&item), StoredWindow::from_item(&item)) {
                     (Ok(key), Ok(stored)) if all || stored.window.end_ms() <= now_ms => {
                         self.cut_window(stored, &key, wall).await?
                     }
                     (Ok(_), Ok(_)) => None,
                     (key, stored) => {
-                        tracing::warn!(item = ?key, error = ?stored.err(), "unreadable dedup window item skipped");
+                        tracing::warn!(item = ?item::pk(&item), key = ?key.err(), error = ?stored.err(), "unreadable dedup window item skipped");
                         None
                     }
                 },

@@ -9,6 +9,7 @@
 //! the design and its guarantees are written up in `docs/dedup-dynamodb.md`.
 
 use super::{transition, Claim, Decision, DedupError, Transition, Window};
+use crate::dedup::DedupKey;
 use crate::time::format_ms;
 
 /// How many `eventID`s a window item remembers for redelivery detection. At ~40
@@ -63,7 +64,7 @@ impl StoredWindow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoredRollup {
     pub(crate) pk: String,
-    pub(crate) key: String,
+    pub(crate) key: DedupKey,
     pub(crate) window: Window,
     pub(crate) taken_until_ms: i64,
     pub(crate) version: u64,
@@ -74,15 +75,19 @@ impl StoredRollup {
     /// A new batch of `window`'s suppressed matches, cut at wall-clock `now` from
     /// version `from_version` of the key's window item (unique per key).
     pub(crate) fn cut(
-        key: &str,
+        key: &DedupKey,
         window: Window,
         now: i64,
         from_version: u64,
         taken_until_ms: Option<i64>,
     ) -> StoredRollup {
         StoredRollup {
-            pk: format!("{key}#rollup#{}#{now}-{from_version}", window.open_ms),
-            key: key.to_owned(),
+            pk: format!(
+                "{}#rollup#{}#{now}-{from_version}",
+                key.storage_id(),
+                window.open_ms
+            ),
+            key: key.clone(),
             window,
             taken_until_ms: taken_until_ms.unwrap_or(0),
             version: 1,
@@ -293,13 +298,15 @@ mod tests {
 
     fn claim(t: i64, id: &str) -> Claim {
         Claim {
-            key: "R:us-east-1:1".into(),
+            key: DedupKey::new("R", vec!["us-east-1".into(), "1".into()]),
             event_time_ms: t,
             event_id: id.into(),
             window_ms: W,
-            snapshot: format!("snap-{id}"),
-            bucket: "b".into(),
-            principal: "p".into(),
+            distinct: vec![
+                ("things".into(), format!("thing-{id}")),
+                ("places".into(), "b".into()),
+            ],
+            spec: crate::rule::RollupSpec::default(),
         }
     }
 

@@ -5,7 +5,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{transition, Claim, Decision, DedupError, DedupStore, Rollup, Transition, Window};
+use super::{
+    transition, Claim, Decision, DedupError, DedupKey, DedupStore, Rollup, Transition, Window,
+};
 
 #[derive(Default)]
 struct KeyState {
@@ -19,7 +21,7 @@ struct KeyState {
 /// Windows kept in a process-local map.
 #[derive(Default)]
 pub struct MemoryStore {
-    keys: Mutex<HashMap<String, KeyState>>,
+    keys: Mutex<HashMap<DedupKey, KeyState>>,
 }
 
 impl MemoryStore {
@@ -27,7 +29,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, KeyState>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DedupKey, KeyState>> {
         // A panic while holding the lock cannot leave a half-updated state: every
         // update below is a single assignment after the decision is computed.
         self.keys
@@ -81,9 +83,8 @@ impl DedupStore for MemoryStore {
     async fn take_rollups(&self, now_ms: i64, all: bool) -> Result<Vec<Rollup>, DedupError> {
         let mut keys = self.lock();
         let mut out = Vec::new();
-        let mut names: Vec<&String> = keys.keys().collect();
+        let mut names: Vec<DedupKey> = keys.keys().cloned().collect();
         names.sort();
-        let names: Vec<String> = names.into_iter().cloned().collect();
         for key in names {
             let state = keys.get_mut(&key).expect("key listed above");
             for window in state.closed.drain(..) {
@@ -108,13 +109,12 @@ mod tests {
 
     fn claim(t: i64, id: &str) -> Claim {
         Claim {
-            key: "AWS.RDS.SnapshotExport:us-east-1:1".into(),
+            key: DedupKey::new("R", vec!["us-east-1".into(), "1".into()]),
             event_time_ms: t,
             event_id: id.into(),
             window_ms: W,
-            snapshot: "s".into(),
-            bucket: "b".into(),
-            principal: "p".into(),
+            distinct: vec![("values".into(), "v".into())],
+            spec: crate::rule::RollupSpec::default(),
         }
     }
 
@@ -149,7 +149,7 @@ mod tests {
     async fn keys_are_independent() {
         let store = MemoryStore::new();
         let mut other = claim(0, "x");
-        other.key = "AWS.RDS.SnapshotExport:eu-west-1:1".into();
+        other.key = DedupKey::new("R", vec!["eu-west-1".into(), "1".into()]);
         assert!(matches!(
             store.decide(&claim(0, "a")).await.unwrap(),
             Decision::Alert { .. }

@@ -2,7 +2,8 @@
 //!
 //! Semantics (SPEC §4), all in event time so that replays, retries and backfills
 //! give the same answer:
-//! - the key is `(RuleID, awsRegion, recipientAccountId)`;
+//! - the key is the rule and its `GroupBy` values ([`DedupKey`]; the embedded rule
+//!   groups by `awsRegion` and `recipientAccountId`);
 //! - the first match of a key opens a window at its `eventTime` and alerts;
 //! - a match in `[open, open + window)` is suppressed and counted in the window;
 //! - a match at or after `open + window` opens a new window and alerts;
@@ -15,20 +16,25 @@
 //! (atomically, for the DynamoDB store).
 
 pub mod dynamo;
+mod key;
 mod lease;
 pub mod memory;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 
 use crate::aws_error::Cause;
 use serde::{Deserialize, Serialize};
 
+use crate::rule::RollupSpec;
+
 pub use dynamo::DynamoStore;
+pub use key::DedupKey;
 pub use memory::MemoryStore;
 
-/// At most this many distinct snapshots, buckets or principals are kept per window.
+/// At most this many distinct values are kept per list (the rule's `RollupDistinct`)
+/// and window.
 pub const MAX_DISTINCT: usize = 20;
 /// Bytes kept of each distinct value: a record's fields are the caller's to fill,
 /// and the window must fit a DynamoDB item and a roll-up in one SNS message.
@@ -37,14 +43,14 @@ pub const MAX_DISTINCT_BYTES: usize = 1024;
 /// What one match brings to its window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
-    /// `RuleID:region:account`.
-    pub key: String,
+    pub key: DedupKey,
     pub event_time_ms: i64,
     pub event_id: String,
     pub window_ms: i64,
-    pub snapshot: String,
-    pub bucket: String,
-    pub principal: String,
+    /// The record's value for each of the rule's `RollupDistinct` lists.
+    pub distinct: Vec<(String, String)>,
+    /// What a roll-up of the window needs of the rule (kept with the window).
+    pub spec: RollupSpec,
 }
 
 /// The decision for one match.
@@ -68,9 +74,11 @@ pub struct Window {
     pub suppressed: u64,
     pub first_suppressed_ms: Option<i64>,
     pub last_suppressed_ms: Option<i64>,
-    pub snapshots: BTreeSet<String>,
-    pub buckets: BTreeSet<String>,
-    pub principals: BTreeSet<String>,
+    /// Distinct values of the suppressed matches, per `RollupDistinct` list.
+    pub distinct: BTreeMap<String, BTreeSet<String>>,
+    /// The rule as it was when the window opened; `None` in items written before
+    /// windows kept it.
+    pub spec: Option<Box<RollupSpec>>,
 }
 
 impl Window {
@@ -79,6 +87,7 @@ impl Window {
             open_ms: claim.event_time_ms,
             window_ms: claim.window_ms,
             first_event_id: claim.event_id.clone(),
+            spec: Some(Box::new(claim.spec.clone())),
             ..Window::default()
         }
     }
@@ -93,11 +102,11 @@ impl Window {
         let t = claim.event_time_ms;
         self.first_suppressed_ms = Some(self.first_suppressed_ms.map_or(t, |f| f.min(t)));
         self.last_suppressed_ms = Some(self.last_suppressed_ms.map_or(t, |l| l.max(t)));
-        for (set, value) in [
-            (&mut self.snapshots, &claim.snapshot),
-            (&mut self.buckets, &claim.bucket),
-            (&mut self.principals, &claim.principal),
-        ] {
+        if self.spec.is_none() {
+            self.spec = Some(Box::new(claim.spec.clone()));
+        }
+        for (name, value) in &claim.distinct {
+            let set = self.distinct.entry(name.clone()).or_default();
             if set.len() < MAX_DISTINCT {
                 set.insert(crate::text::truncate_marked(value, MAX_DISTINCT_BYTES).into_owned());
             }
@@ -110,15 +119,13 @@ impl Window {
         self.suppressed = 0;
         self.first_suppressed_ms = None;
         self.last_suppressed_ms = None;
-        self.snapshots.clear();
-        self.buckets.clear();
-        self.principals.clear();
+        self.distinct.clear();
     }
 
     /// The roll-up of this window, if it suppressed anything.
-    pub fn rollup(&self, key: &str) -> Option<Rollup> {
+    pub fn rollup(&self, key: &DedupKey) -> Option<Rollup> {
         (self.suppressed > 0).then(|| Rollup {
-            key: key.to_owned(),
+            key: key.clone(),
             window: self.clone(),
         })
     }
@@ -176,7 +183,7 @@ pub fn transition(current: Option<&Window>, claim: &Claim) -> Transition {
 /// A closed window that suppressed matches: one roll-up alert lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rollup {
-    pub key: String,
+    pub key: DedupKey,
     pub window: Window,
 }
 
@@ -269,13 +276,15 @@ mod tests {
 
     fn claim(t: i64, id: &str) -> Claim {
         Claim {
-            key: "k".into(),
+            key: DedupKey::new("R", vec!["k".into()]),
             event_time_ms: t,
             event_id: id.into(),
             window_ms: W,
-            snapshot: format!("snap-{id}"),
-            bucket: "b".into(),
-            principal: "p".into(),
+            distinct: vec![
+                ("snaps".into(), format!("snap-{id}")),
+                ("places".into(), "b".into()),
+            ],
+            spec: RollupSpec::default(),
         }
     }
 
@@ -325,12 +334,13 @@ mod tests {
             w.absorb(&claim(i * MIN, &i.to_string()));
         }
         assert_eq!(w.suppressed, 30);
-        assert_eq!(w.snapshots.len(), MAX_DISTINCT);
-        assert_eq!(w.buckets.len(), 1);
+        assert_eq!(w.distinct["snaps"].len(), MAX_DISTINCT);
+        assert_eq!(w.distinct["places"].len(), 1);
         assert_eq!(w.first_suppressed_ms, Some(0));
         assert_eq!(w.last_suppressed_ms, Some(29 * MIN));
-        assert!(w.rollup("k").is_some());
-        assert!(Window::opened_by(&claim(0, "a")).rollup("k").is_none());
+        let key = DedupKey::new("R", vec!["k".into()]);
+        assert!(w.rollup(&key).is_some());
+        assert!(Window::opened_by(&claim(0, "a")).rollup(&key).is_none());
     }
 
     #[test]

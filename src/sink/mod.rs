@@ -1,6 +1,9 @@
-//! Alert -> sink. Where notifications go: SNS in Lambda, stdout on the command line,
-//! memory in tests.
+//! Alert -> sink. Where notifications go: SNS in Lambda (and Security Hub when
+//! enabled), stdout on the command line, memory in tests.
 
+pub mod fanout;
+#[cfg(feature = "securityhub")]
+pub mod securityhub;
 pub mod sns;
 pub mod stdout;
 
@@ -11,6 +14,7 @@ use async_trait::async_trait;
 use crate::alert::Notification;
 use crate::aws_error::Cause;
 
+pub use fanout::{lambda_sink, FanOut};
 pub use sns::SnsSink;
 pub use stdout::{OutputFormat, StdoutSink};
 

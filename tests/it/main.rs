@@ -19,4 +19,5 @@ mod hostile_input;
 mod moto_harness;
 mod oracle;
 mod robustness;
+mod rules_output;
 mod triggers;

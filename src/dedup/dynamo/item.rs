@@ -2,13 +2,14 @@
 //! structs, encoded and decoded by `serde_dynamo`. The attributes are listed in
 //! `docs/dedup-dynamodb.md`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use super::super::lease::{State, StoredRollup, StoredWindow};
-use super::super::Window;
+use super::super::{DedupKey, Window};
+use crate::rule::{RollupSpec, Severity};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -25,11 +26,20 @@ pub enum Kind {
     Rollup,
 }
 
+/// A string set, as DynamoDB stores one (`SS`).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct StringSet(#[serde(with = "serde_dynamo::string_set")] BTreeSet<String>);
+
 /// The window's attributes, the same in both kinds of item. They are flattened
 /// into the item when writing and decoded from it on their own when reading, so
 /// that a decoding error names the attribute (flattening loses the path).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct WindowAttributes {
+    /// The dedup key as its parts (`pk` is only a name for it).
+    #[serde(default)]
+    rule_id: String,
+    #[serde(default)]
+    group_values: Option<Vec<String>>,
     open_ms: i64,
     window_ms: i64,
     /// Informational (`open_ms + window_ms`): written, never read back.
@@ -41,30 +51,39 @@ struct WindowAttributes {
     first_suppressed_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_suppressed_ms: Option<i64>,
-    // String sets; DynamoDB refuses empty sets, so an empty set is an absent attribute.
-    #[serde(
-        with = "serde_dynamo::string_set",
-        default,
-        skip_serializing_if = "BTreeSet::is_empty"
-    )]
-    snapshots: BTreeSet<String>,
-    #[serde(
-        with = "serde_dynamo::string_set",
-        default,
-        skip_serializing_if = "BTreeSet::is_empty"
-    )]
-    buckets: BTreeSet<String>,
-    #[serde(
-        with = "serde_dynamo::string_set",
-        default,
-        skip_serializing_if = "BTreeSet::is_empty"
-    )]
-    principals: BTreeSet<String>,
+    /// Distinct values per `RollupDistinct` list, as string sets; DynamoDB refuses
+    /// empty sets, so an empty one is left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    distinct: BTreeMap<String, StringSet>,
+    /// What a roll-up needs of the rule, so that it can be published after the
+    /// rule is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rule_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    severity: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    runbook: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rollup_subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    group_by: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    distinct_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    distinct_headings: Vec<String>,
 }
 
-impl From<&Window> for WindowAttributes {
-    fn from(w: &Window) -> Self {
+impl WindowAttributes {
+    fn of(w: &Window, key: &DedupKey) -> Self {
+        let spec = w.spec.as_deref();
+        let (distinct_names, distinct_headings) = spec
+            .map(|s| s.distinct.iter().cloned().unzip())
+            .unwrap_or_default();
         WindowAttributes {
+            rule_id: key.rule_id.clone(),
+            group_values: Some(key.values.clone()),
             open_ms: w.open_ms,
             window_ms: w.window_ms,
             end_ms: w.end_ms(),
@@ -72,26 +91,65 @@ impl From<&Window> for WindowAttributes {
             suppressed: w.suppressed,
             first_suppressed_ms: w.first_suppressed_ms,
             last_suppressed_ms: w.last_suppressed_ms,
-            snapshots: w.snapshots.clone(),
-            buckets: w.buckets.clone(),
-            principals: w.principals.clone(),
+            distinct: w
+                .distinct
+                .iter()
+                .filter(|(_, set)| !set.is_empty())
+                .map(|(name, set)| (name.clone(), StringSet(set.clone())))
+                .collect(),
+            rule_name: spec.map(|s| s.display_name.clone()),
+            severity: spec.and_then(|s| s.severity),
+            description: spec.map(|s| s.description.clone()),
+            runbook: spec.map(|s| s.runbook.clone()),
+            rollup_subject: spec.map(|s| s.subject.clone()),
+            group_by: spec.map(|s| s.group_by.clone()).unwrap_or_default(),
+            distinct_names,
+            distinct_headings,
         }
     }
-}
 
-impl From<WindowAttributes> for Window {
-    fn from(a: WindowAttributes) -> Self {
-        Window {
-            open_ms: a.open_ms,
-            window_ms: a.window_ms,
-            first_event_id: a.first_event_id,
-            suppressed: a.suppressed,
-            first_suppressed_ms: a.first_suppressed_ms,
-            last_suppressed_ms: a.last_suppressed_ms,
-            snapshots: a.snapshots,
-            buckets: a.buckets,
-            principals: a.principals,
+    /// The key, from its parts.
+    fn key(&self) -> Result<DedupKey, String> {
+        match &self.group_values {
+            Some(values) => Ok(DedupKey::new(self.rule_id.clone(), values.clone())),
+            None => Err("attribute group_values is missing (an item from before keys were stored as their parts)".into()),
         }
+    }
+
+    fn into_window(self) -> Result<Window, String> {
+        if self.distinct_names.len() != self.distinct_headings.len() {
+            return Err("attributes distinct_names and distinct_headings differ in length".into());
+        }
+        let spec = self.rule_name.map(|display_name| {
+            Box::new(RollupSpec {
+                rule_id: self.rule_id.clone(),
+                display_name,
+                severity: self.severity,
+                description: self.description.unwrap_or_default(),
+                runbook: self.runbook.unwrap_or_default(),
+                subject: self.rollup_subject.unwrap_or_default(),
+                group_by: self.group_by,
+                distinct: self
+                    .distinct_names
+                    .into_iter()
+                    .zip(self.distinct_headings)
+                    .collect(),
+            })
+        });
+        Ok(Window {
+            open_ms: self.open_ms,
+            window_ms: self.window_ms,
+            first_event_id: self.first_event_id,
+            suppressed: self.suppressed,
+            first_suppressed_ms: self.first_suppressed_ms,
+            last_suppressed_ms: self.last_suppressed_ms,
+            distinct: self
+                .distinct
+                .into_iter()
+                .map(|(name, set)| (name, set.0))
+                .collect(),
+            spec,
+        })
     }
 }
 
@@ -149,15 +207,15 @@ fn decode<T: for<'de> Deserialize<'de>>(item: &Item) -> Result<T, String> {
 }
 
 impl StoredWindow {
-    pub(crate) fn to_item(&self, key: &str) -> Item {
+    pub(crate) fn to_item(&self, key: &DedupKey) -> Item {
         let state = match self.state {
             State::Pending => StateAttribute::Pending,
             State::Alerted => StateAttribute::Alerted,
         };
         encode(&WindowItem {
-            pk: key.to_owned(),
+            pk: key.storage_id(),
             kind: Kind::Window,
-            window: (&self.window).into(),
+            window: WindowAttributes::of(&self.window, key),
             state,
             lease_until_ms: self.lease_until_ms,
             seen: Some(serde_json::to_string(&self.seen).unwrap_or_else(|_| "[]".into())),
@@ -175,7 +233,7 @@ impl StoredWindow {
                 .map_err(|e| format!("attribute seen is not a JSON array of strings: {e}"))?,
         };
         Ok(StoredWindow {
-            window: window.into(),
+            window: window.into_window()?,
             state: match decoded.state {
                 StateAttribute::Pending => State::Pending,
                 StateAttribute::Alerted => State::Alerted,
@@ -193,8 +251,8 @@ impl StoredRollup {
         encode(&RollupItem {
             pk: self.pk.clone(),
             kind: Kind::Rollup,
-            key: self.key.clone(),
-            window: (&self.window).into(),
+            key: self.key.to_string(),
+            window: WindowAttributes::of(&self.window, &self.key),
             taken_until_ms: self.taken_until_ms,
             version: self.version,
             ttl: self.ttl_secs,
@@ -206,13 +264,18 @@ impl StoredRollup {
         let window: WindowAttributes = decode(item)?;
         Ok(StoredRollup {
             pk: decoded.pk,
-            key: decoded.key,
-            window: window.into(),
+            key: window.key()?,
+            window: window.into_window()?,
             taken_until_ms: decoded.taken_until_ms,
             version: decoded.version,
             ttl_secs: decoded.ttl,
         })
     }
+}
+
+/// The dedup key of a window or roll-up item, from its parts.
+pub fn key(item: &Item) -> Result<DedupKey, String> {
+    decode::<WindowAttributes>(item)?.key()
 }
 
 /// The item's kind, when it has a known one.
@@ -253,10 +316,32 @@ mod tests {
             suppressed: 2,
             first_suppressed_ms: Some(1_700_000_000_001),
             last_suppressed_ms: Some(1_700_000_000_002),
-            snapshots: ["s1".to_owned(), "s2".to_owned()].into(),
-            buckets: ["b".to_owned()].into(),
-            principals: ["p".to_owned()].into(),
+            distinct: [
+                (
+                    "things".to_owned(),
+                    ["s1".to_owned(), "s2".to_owned()].into(),
+                ),
+                ("places".to_owned(), ["b".to_owned()].into()),
+            ]
+            .into(),
+            spec: Some(Box::new(RollupSpec {
+                rule_id: "R".into(),
+                display_name: "A rule".into(),
+                severity: Some(Severity::Low),
+                description: "d".into(),
+                runbook: "r".into(),
+                subject: "{suppressed} more".into(),
+                group_by: vec!["awsRegion".into(), "recipientAccountId".into()],
+                distinct: vec![
+                    ("things".into(), "Things".into()),
+                    ("places".into(), "Places".into()),
+                ],
+            })),
         }
+    }
+
+    fn key() -> DedupKey {
+        DedupKey::new("R", vec!["us-east-1".into(), "1:x".into()])
     }
 
     fn stored() -> StoredWindow {
@@ -273,30 +358,43 @@ mod tests {
     #[test]
     fn items_round_trip() {
         let s = stored();
-        let item = s.to_item("k");
+        let item = s.to_item(&key());
         assert_eq!(StoredWindow::from_item(&item).unwrap(), s);
+        assert_eq!(super::key(&item).unwrap(), key());
         assert_eq!(kind(&item), Some(Kind::Window));
-        assert_eq!(item["pk"], AttributeValue::S("k".into()));
+        assert_eq!(item["pk"], AttributeValue::S(key().storage_id()));
+        assert_eq!(item["rule_id"], AttributeValue::S("R".into()));
+        assert_eq!(
+            item["group_values"],
+            AttributeValue::L(vec![
+                AttributeValue::S("us-east-1".into()),
+                AttributeValue::S("1:x".into())
+            ])
+        );
+        assert_eq!(item["rule_name"], AttributeValue::S("A rule".into()));
         assert_eq!(item["state"], AttributeValue::S("pending".into()));
         assert_eq!(item["open_ms"], number(1_700_000_000_000i64));
         assert_eq!(item["end_ms"], number(1_700_003_600_000i64));
+        let AttributeValue::M(distinct) = &item["distinct"] else {
+            panic!("distinct is a map: {:?}", item["distinct"]);
+        };
         assert_eq!(
-            item["snapshots"],
+            distinct["things"],
             AttributeValue::Ss(vec!["s1".into(), "s2".into()])
         );
         assert_eq!(item["seen"], AttributeValue::S(r#"["a","b"]"#.into()));
         assert_eq!(item["ttl"], number(1_800_093_600));
-        let batch = StoredRollup::cut("k", window(), 1_800_000_000_000, 7, Some(5));
+        let batch = StoredRollup::cut(&key(), window(), 1_800_000_000_000, 7, Some(5));
         let item = batch.to_item();
         assert_eq!(kind(&item), Some(Kind::Rollup));
-        assert_eq!(item["key"], AttributeValue::S("k".into()));
+        assert_eq!(item["key"], AttributeValue::S("R:us-east-1:1:x".into()));
         assert_eq!(StoredRollup::from_item(&item).unwrap(), batch);
         let mut empty = s.clone();
-        empty.window.snapshots.clear();
+        empty.window.distinct.clear();
         empty.window.first_suppressed_ms = None;
-        let item = empty.to_item("k");
+        let item = empty.to_item(&key());
         assert!(
-            !item.contains_key("snapshots"),
+            !item.contains_key("distinct"),
             "DynamoDB refuses empty sets"
         );
         assert!(!item.contains_key("first_suppressed_ms"));
@@ -305,7 +403,7 @@ mod tests {
 
     #[test]
     fn unreadable_items_are_errors_not_panics() {
-        let mut item = stored().to_item("k");
+        let mut item = stored().to_item(&key());
         item.insert("open_ms".into(), AttributeValue::S("x".into()));
         let e = StoredWindow::from_item(&item).unwrap_err();
         assert!(e.contains("open_ms"), "{e}");
