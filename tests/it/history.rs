@@ -35,7 +35,7 @@ use trailwatch::time::{format_ms, parse_event_time};
 
 use crate::support::moto;
 
-const ORG: &str = "o-a1b2c3d4e5";
+pub(crate) const ORG: &str = "o-a1b2c3d4e5";
 const ACCOUNTS: [(&str, bool); 4] = [
     ("111111111111", false),
     ("222222222222", false),
@@ -50,9 +50,9 @@ const DAYS: [&str; 5] = [
     "2024-03-04",
     "2024-03-05",
 ];
-const FILES_PER_PREFIX: usize = 84; // 4 * 3 * 5 * 84 = 5,040 log files
+pub(crate) const FILES_PER_PREFIX: usize = 84; // 4 * 3 * 5 * 84 = 5,040 log files
 
-fn gzip(text: &str) -> Vec<u8> {
+pub(crate) fn gzip(text: &str) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(text.as_bytes()).unwrap();
     gz.finish().unwrap()
@@ -82,7 +82,7 @@ fn record(account: &str, region: &str, time_ms: i64, id: &str, export: bool) -> 
 
 /// The generated bucket: `(key, gzip body)` of every object, digests and insight
 /// files included (they must never be read).
-fn corpus() -> Vec<(String, Vec<u8>)> {
+pub(crate) fn corpus() -> Vec<(String, Vec<u8>)> {
     let mut objects = Vec::new();
     let mut n = 0usize;
     for (account, org) in ACCOUNTS {
@@ -141,7 +141,7 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn is_log(key: &str) -> bool {
+pub(crate) fn is_log(key: &str) -> bool {
     key.contains("/CloudTrail/")
 }
 
