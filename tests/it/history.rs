@@ -52,6 +52,11 @@ const DAYS: [&str; 5] = [
 ];
 pub(crate) const FILES_PER_PREFIX: usize = 84; // 4 * 3 * 5 * 84 = 5,040 log files
 
+/// The bucket-sized tests (here and in `history_cli`) run one at a time: this
+/// one measures the peak RSS of the whole test process, which would count the
+/// other's corpus.
+pub(crate) static BUCKET_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub(crate) fn gzip(text: &str) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(text.as_bytes()).unwrap();
@@ -215,6 +220,7 @@ async fn history(scan: &HistoryScan, url: &S3Url) -> (Arc<MemorySink>, ScanSumma
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn history_scans_against_moto() {
+    let _alone = BUCKET_TESTS.lock().await;
     let server = moto::MotoServer::start();
     let conf = server.sdk_config().await;
     let client = server.s3_client(&conf);

@@ -133,6 +133,7 @@ impl Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scan_s3_and_backfill_through_the_binary() {
+    let _alone = crate::history::BUCKET_TESTS.lock().await;
     let server = moto::MotoServer::start();
     let conf = server.sdk_config().await;
     let client = server.s3_client(&conf);
