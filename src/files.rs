@@ -3,7 +3,8 @@
 //! Files are read in parallel (`--jobs`), then every match is decided against one
 //! in-memory dedup store in (eventTime, eventID) order, so the alerts do not depend
 //! on the number of jobs or the order of the paths. Roll-ups of the windows that
-//! suppressed matches are printed at the end.
+//! suppressed matches are printed at the end. `s3://` inputs are read by
+//! [`crate::history`] and decided together with the local ones.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,8 +12,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::detect::{Detector, ObjectReport};
+use crate::history::Collected;
 use crate::pipeline::{Alerter, Counters};
-use crate::time::now_ms;
 
 /// One input of a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,16 +219,16 @@ impl ScanSummary {
     }
 }
 
-/// Runs a whole scan: read, decide in event-time order, publish, roll up.
-pub async fn run(
+/// Reads local files and directories (and `-`) into their matches, before dedup:
+/// [`crate::history::decide`] then decides them, together with the matches of any
+/// `s3://` inputs, in one event-time order.
+pub async fn read_local(
     detector: &Detector,
-    alerter: &Alerter,
     paths: &[PathBuf],
     jobs: usize,
     progress: bool,
-) -> ScanSummary {
-    let started = Instant::now();
-    let (inputs, mut failures) = collect_inputs(paths);
+) -> Collected {
+    let (inputs, failures) = collect_inputs(paths);
     let reports = {
         let detector = detector.clone();
         let inputs = inputs.clone();
@@ -236,28 +237,34 @@ pub async fn run(
             .await
             .unwrap_or_else(|_| names.iter().map(|name| internal_failure(name)).collect())
     };
-    let mut counters = Counters::default();
-    let mut matches = Vec::new();
-    for report in reports {
-        counters.add_object(&report);
-        if let Some(error) = &report.error {
-            failures.push(format!("{}: {error}", report.source));
-        }
-        matches.extend(report.matches);
-    }
-    let now = now_ms();
-    for failure in alerter.process(matches, now, &mut counters).await {
-        failures.push(failure.to_string());
-    }
-    for failure in alerter.flush_rollups(now, true, &mut counters).await {
-        failures.push(failure.to_string());
-    }
-    ScanSummary {
-        files: inputs.len(),
-        counters,
+    let mut collected = Collected {
         failures,
-        elapsed: started.elapsed(),
+        ..Collected::default()
+    };
+    for report in reports {
+        collected.counters.add_object(&report);
+        if let Some(error) = &report.error {
+            collected
+                .failures
+                .push(format!("{}: {error}", report.source));
+        }
+        collected.matches.extend(report.matches);
     }
+    collected
+}
+
+/// Runs a whole scan of local paths: read, decide in event-time order, publish,
+/// roll up.
+pub async fn run(
+    detector: &Detector,
+    alerter: &Alerter,
+    paths: &[PathBuf],
+    jobs: usize,
+    progress: bool,
+) -> ScanSummary {
+    let started = Instant::now();
+    let collected = read_local(detector, paths, jobs, progress).await;
+    crate::history::decide(alerter, collected, started).await
 }
 
 #[cfg(test)]

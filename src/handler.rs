@@ -32,6 +32,8 @@ pub enum HandlerError {
     Trigger(#[from] TriggerError),
     #[error("{} of the event's objects failed: {}", .0.len(), .0.join("; "))]
     Objects(Vec<String>),
+    #[error(transparent)]
+    Batch(#[from] crate::batchops::BatchError),
 }
 
 pub struct Handler {
@@ -93,6 +95,11 @@ impl Handler {
 
     /// Handles one invocation. The returned value is the Lambda response.
     pub async fn handle(&self, event: Value) -> Result<Value, HandlerError> {
+        // A redriven dead-letter record is its original event.
+        let event = crate::redrive::unwrap(event);
+        if crate::batchops::is_batch_event(&event) {
+            return self.handle_batch(&event).await;
+        }
         let started = std::time::Instant::now();
         let trigger = parse_trigger(&event);
         let (kind, outcome, response) = match trigger? {
@@ -167,6 +174,30 @@ impl Handler {
         }
     }
 
+    /// An S3 Batch Operations job event: every task gets its result code, and a
+    /// job is always answered `Ok` (failures are in the results, where Batch
+    /// Operations retries or reports them); only an unreadable event is an error.
+    async fn handle_batch(&self, event: &Value) -> Result<Value, HandlerError> {
+        let started = std::time::Instant::now();
+        let event = crate::batchops::parse(event)?;
+        let (response, counters) = crate::batchops::run(
+            &event,
+            &self.detector,
+            &self.alerter,
+            self.source.as_ref(),
+            self.concurrency,
+        )
+        .await;
+        let failures = response
+            .results
+            .iter()
+            .filter(|r| r.result_code != crate::batchops::ResultCode::Succeeded)
+            .count();
+        events::invocation_summary("batch", &counters, failures, started);
+        serde_json::to_value(response)
+            .map_err(|e| HandlerError::Objects(vec![format!("Batch Operations response: {e}")]))
+    }
+
     /// Reads the objects, then decides and publishes their matches together.
     pub async fn process_objects(&self, objects: Vec<ObjectRef>) -> Outcome {
         let mut outcome = Outcome::default();
@@ -233,6 +264,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
         let kind = match error {
             HandlerError::Trigger(_) => "UnknownTrigger",
             HandlerError::Objects(_) => "ObjectsFailed",
+            HandlerError::Batch(_) => "InvalidBatchEvent",
         };
         lambda_runtime::Diagnostic {
             error_type: kind.into(),

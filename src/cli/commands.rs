@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -12,6 +13,7 @@ use trailwatch::config::Config;
 use trailwatch::dedup::{DedupStore, MemoryStore, NoDedup};
 use trailwatch::detect::Detector;
 use trailwatch::handler::Handler;
+use trailwatch::history::{collect_s3, decide, Collected, HistoryArgs, HistoryError};
 use trailwatch::pipeline::Alerter;
 use trailwatch::rule::{run_rule_tests, Rule, RuleSet};
 use trailwatch::sink::{OutputFormat, StdoutSink};
@@ -19,7 +21,7 @@ use trailwatch::source::LocalSource;
 
 use super::{runtime, InvokeArgs, ScanArgs};
 
-fn init_cli_logging() {
+pub fn init_cli_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
@@ -28,7 +30,7 @@ fn init_cli_logging() {
         .try_init();
 }
 
-fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+pub fn usage_error(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("trailwatch: {message}");
     ExitCode::from(2)
 }
@@ -62,18 +64,49 @@ pub fn scan(args: ScanArgs) -> ExitCode {
         allow: config.allow.clone(),
         window_minutes: args.dedup_window.or(config.dedup_minutes),
     };
-    let jobs = args
-        .jobs
-        .map(|j| j as usize)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let (s3_urls, local) = super::history::split_paths(&args.paths);
+    if let Err(e) = super::history::check_scan_args(&s3_urls, &args.filters, &args.checkpoint) {
+        return usage_error(e);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let local_jobs = args.jobs.map_or(cores, |j| j as usize);
+    let s3_jobs = args.jobs.map_or(super::history::S3_JOBS, |j| j as usize);
     let progress = !args.no_progress && (args.progress || std::io::stderr().is_terminal());
-    let summary = runtime().block_on(trailwatch::files::run(
-        &detector,
-        &alerter,
-        &args.paths,
-        jobs,
-        progress,
-    ));
+    let summary = runtime().block_on(async {
+        let started = Instant::now();
+        let mut collected = if local.is_empty() {
+            Collected::default()
+        } else {
+            trailwatch::files::read_local(&detector, &local, local_jobs, progress).await
+        };
+        if !s3_urls.is_empty() {
+            let client = super::history::s3_client().await;
+            let detector = Arc::new(detector.clone());
+            for url in &s3_urls {
+                let history = HistoryArgs {
+                    url: url.clone(),
+                    since: args.filters.since.clone(),
+                    until: args.filters.until.clone(),
+                    accounts: args.filters.accounts.clone(),
+                    regions: args.filters.regions.clone(),
+                    jobs: s3_jobs,
+                    checkpoint: args.checkpoint.clone(),
+                    progress,
+                };
+                let part = collect_s3(&history, client.clone(), Arc::clone(&detector)).await?;
+                collected.absorb(&part.counters, part.matches, part.failures);
+            }
+        }
+        Ok::<_, HistoryError>(decide(&alerter, collected, started).await)
+    });
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(e) => {
+            // Nothing was published: alerts are decided once everything is read.
+            eprintln!("trailwatch: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     for failure in &summary.failures {
         eprintln!("trailwatch: error: {failure}");
     }

@@ -2,6 +2,7 @@
 //! commands in [`commands`] and the Lambda entry in [`lambda`].
 
 pub mod commands;
+pub mod history;
 pub mod lambda;
 
 use std::path::PathBuf;
@@ -27,6 +28,9 @@ pub enum Command {
     Scan(ScanArgs),
     /// Run the Lambda handler once on an event file, S3 served from a local folder.
     Invoke(InvokeArgs),
+    /// Write the S3 Batch Operations manifest of a CloudTrail history and print
+    /// the `aws s3control create-job` command that runs the function over it.
+    Backfill(BackfillArgs),
     /// Run the `Tests:` of rule files (the embedded rules when none is given).
     Test {
         /// Rule files (Panther YAML format).
@@ -38,9 +42,16 @@ pub enum Command {
 
 #[derive(clap::Args)]
 pub struct ScanArgs {
-    /// Files (.json.gz, .json), directories (searched recursively) or - for stdin.
+    /// Files (.json.gz, .json), directories (searched recursively), - for stdin,
+    /// or s3://BUCKET[/PREFIX] (a CloudTrail bucket, listed by its key layout).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Record finished s3:// prefixes in FILE; a re-run with the same FILE and
+    /// arguments continues where the last one stopped (one s3:// path only).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
     /// Output format [default: text on a terminal, json otherwise].
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
@@ -54,7 +65,7 @@ pub struct ScanArgs {
     /// rule file (added to TRAILWATCH_RULES).
     #[arg(long = "rules", value_name = "NAME|FILE")]
     pub rules: Vec<PathBuf>,
-    /// Files read in parallel [default: all cores].
+    /// Files read in parallel [default: all cores; 32 objects for s3:// paths].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub jobs: Option<u32>,
     /// Show a progress bar on stderr [default: on a terminal].
@@ -63,6 +74,58 @@ pub struct ScanArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+/// What a history (`s3://`) scan or backfill looks at, pruned by CloudTrail's key
+/// layout before anything is listed. Local paths are read whole.
+#[derive(clap::Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Events from TIME on: an RFC 3339 date (2024-03-15), date-time, or an age
+    /// (7d, 24h, 30m, 2w) [s3:// paths].
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Events up to TIME (a plain date includes that whole day) [s3:// paths].
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only these accounts (12-digit ids, comma-separated) [s3:// paths].
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    pub accounts: Vec<String>,
+    /// Only these regions (comma-separated) [s3:// paths].
+    #[arg(long, value_delimiter = ',', value_name = "REGION,...")]
+    pub regions: Vec<String>,
+}
+
+impl FilterArgs {
+    pub fn is_empty(&self) -> bool {
+        self.since.is_none()
+            && self.until.is_none()
+            && self.accounts.is_empty()
+            && self.regions.is_empty()
+    }
+}
+
+#[derive(clap::Args)]
+pub struct BackfillArgs {
+    /// s3://BUCKET[/PREFIX] of the CloudTrail logs.
+    pub url: String,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Where the CSV manifest is uploaded: s3://BUCKET/KEY (the stack's
+    /// BackfillBucketName).
+    #[arg(long, value_name = "S3_URL")]
+    pub manifest: String,
+    /// The function the job invokes (the stack's TrailwatchFunctionArn).
+    #[arg(long, value_name = "ARN")]
+    pub function_arn: String,
+    /// The role the job runs as (the stack's BatchOperationsRoleArn).
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: String,
+    /// Prefix of the job's completion report in the manifest bucket.
+    #[arg(long, value_name = "PREFIX", default_value = "trailwatch-reports")]
+    pub report_prefix: String,
+    /// Prefixes listed at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: u32,
 }
 
 #[derive(clap::Args)]

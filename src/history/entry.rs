@@ -43,17 +43,12 @@ pub enum HistoryError {
     Checkpoint(#[from] CheckpointError),
 }
 
-/// Resolves the arguments, plans the scan and collects its matches (decide them
-/// with [`super::scan::decide`], together with any local files' matches).
-pub async fn collect_history(
-    args: &HistoryArgs,
-    lister: Arc<dyn Lister>,
-    source: Arc<dyn ObjectSource>,
-    detector: Arc<Detector>,
-) -> Result<Collected, HistoryError> {
-    let url = S3Url::parse(&args.url)?;
+/// The filters of the arguments: `--since`/`--until` resolved against the
+/// clock, `--accounts` checked. A backfill prunes its manifest with them, like a
+/// scan prunes its listing.
+pub fn resolve_filters(args: &HistoryArgs) -> Result<Filters, HistoryError> {
     let now = crate::time::now_ms();
-    let mut window = Window {
+    let window = Window {
         since_ms: args
             .since
             .as_deref()
@@ -68,6 +63,27 @@ pub async fn collect_history(
     if let Some(bad) = args.accounts.iter().find(|a| !super::layout::is_account(a)) {
         return Err(HistoryError::Account(bad.clone()));
     }
+    Ok(Filters {
+        window,
+        accounts: args.accounts.iter().cloned().collect(),
+        regions: args.regions.iter().cloned().collect(),
+    })
+}
+
+/// Resolves the arguments, plans the scan and collects its matches (decide them
+/// with [`super::scan::decide`], together with any local files' matches).
+pub async fn collect_history(
+    args: &HistoryArgs,
+    lister: Arc<dyn Lister>,
+    source: Arc<dyn ObjectSource>,
+    detector: Arc<Detector>,
+) -> Result<Collected, HistoryError> {
+    let url = S3Url::parse(&args.url)?;
+    let Filters {
+        mut window,
+        accounts,
+        regions,
+    } = resolve_filters(args)?;
     let mut checkpoint = match &args.checkpoint {
         Some(path) => {
             // The arguments as typed: `--since 7d` on a re-run resumes the window
@@ -87,8 +103,8 @@ pub async fn collect_history(
     };
     let filters = Filters {
         window,
-        accounts: args.accounts.iter().cloned().collect(),
-        regions: args.regions.iter().cloned().collect(),
+        accounts,
+        regions,
     };
     let scan = HistoryScan {
         lister,

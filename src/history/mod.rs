@@ -12,7 +12,7 @@ pub mod list;
 pub mod scan;
 pub mod window;
 
-pub use entry::{collect_history, collect_s3, HistoryArgs, HistoryError};
+pub use entry::{collect_history, collect_s3, resolve_filters, HistoryArgs, HistoryError};
 pub use layout::{plan, Filters, Plan, S3Url};
 pub use list::{CountingLister, Lister, MemoryLister, S3Lister};
 pub use scan::{collect, decide, Collected, HistoryScan, Progress};

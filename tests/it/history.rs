@@ -35,7 +35,7 @@ use trailwatch::time::{format_ms, parse_event_time};
 
 use crate::support::moto;
 
-const ORG: &str = "o-a1b2c3d4e5";
+pub(crate) const ORG: &str = "o-a1b2c3d4e5";
 const ACCOUNTS: [(&str, bool); 4] = [
     ("111111111111", false),
     ("222222222222", false),
@@ -50,9 +50,14 @@ const DAYS: [&str; 5] = [
     "2024-03-04",
     "2024-03-05",
 ];
-const FILES_PER_PREFIX: usize = 84; // 4 * 3 * 5 * 84 = 5,040 log files
+pub(crate) const FILES_PER_PREFIX: usize = 84; // 4 * 3 * 5 * 84 = 5,040 log files
 
-fn gzip(text: &str) -> Vec<u8> {
+/// The bucket-sized tests (here and in `history_cli`) run one at a time: this
+/// one measures the peak RSS of the whole test process, which would count the
+/// other's corpus.
+pub(crate) static BUCKET_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub(crate) fn gzip(text: &str) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(text.as_bytes()).unwrap();
     gz.finish().unwrap()
@@ -82,7 +87,7 @@ fn record(account: &str, region: &str, time_ms: i64, id: &str, export: bool) -> 
 
 /// The generated bucket: `(key, gzip body)` of every object, digests and insight
 /// files included (they must never be read).
-fn corpus() -> Vec<(String, Vec<u8>)> {
+pub(crate) fn corpus() -> Vec<(String, Vec<u8>)> {
     let mut objects = Vec::new();
     let mut n = 0usize;
     for (account, org) in ACCOUNTS {
@@ -129,7 +134,7 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     objects
 }
 
-fn is_log(key: &str) -> bool {
+pub(crate) fn is_log(key: &str) -> bool {
     key.contains("/CloudTrail/")
 }
 
@@ -203,6 +208,7 @@ async fn history(scan: &HistoryScan, url: &S3Url) -> (Arc<MemorySink>, ScanSumma
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn history_scans_against_moto() {
+    let _alone = BUCKET_TESTS.lock().await;
     let server = moto::MotoServer::start();
     let conf = server.sdk_config().await;
     let client = server.s3_client(&conf);

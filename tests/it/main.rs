@@ -15,6 +15,7 @@ mod emulator;
 mod generator;
 mod handler;
 mod history;
+mod history_cli;
 mod hostile_input;
 mod moto_harness;
 mod oracle;
