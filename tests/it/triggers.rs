@@ -158,12 +158,18 @@ fn check_alert(sample: &str, document: &Value, source: &str) {
     assert_eq!(document["region"], "us-east-1", "{sample}");
 }
 
+/// S3 Batch Operations job events are not triggers: the handler answers them with
+/// task results (`history_cli::batch_operations_events_*` run both samples).
+pub(crate) fn is_batch_job(file_name: &str) -> bool {
+    file_name.starts_with("batch-ops-")
+}
+
 #[test]
 fn every_sample_has_a_row() {
     let on_disk: BTreeSet<String> = std::fs::read_dir(Path::new(ROOT).join("events"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".json"))
+        .filter(|name| name.ends_with(".json") && !is_batch_job(name))
         .collect();
     let in_table: BTreeSet<String> = SAMPLES.iter().map(|s| s.file.to_owned()).collect();
     assert_eq!(

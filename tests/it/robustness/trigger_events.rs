@@ -13,6 +13,10 @@ fn samples() -> &'static Vec<Value> {
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                !crate::triggers::is_batch_job(&name)
+            })
             .collect();
         files.sort();
         files
