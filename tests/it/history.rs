@@ -516,24 +516,8 @@ async fn a_redriven_destination_record_alerts_like_the_original_event() {
     use trailwatch::handler::Handler;
     let original: Value =
         serde_json::from_slice(&std::fs::read(events_dir().join("s3-put.json")).unwrap()).unwrap();
-    let destination = json!({
-        "version": "1.0",
-        "timestamp": "2024-03-15T10:45:00.000Z",
-        "requestContext": {
-            "requestId": "8f2f3a3e-0000-4000-8000-000000000001",
-            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:trailwatch:$LATEST",
-            "condition": "RetriesExhausted",
-            "approximateInvokeCount": 3
-        },
-        "requestPayload": original,
-        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-        "responsePayload": {"errorType": "ObjectsFailed", "errorMessage": "1 of the event's objects failed"}
-    });
-    let sqs = json!({"Records": [{
-        "messageId": "m-1", "receiptHandle": "r", "body": destination.to_string(),
-        "attributes": {}, "messageAttributes": {}, "md5OfBody": "x",
-        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:trailwatch-dlq", "awsRegion": "us-east-1"
-    }]});
+    let destination = crate::support::fixtures::dead_letter_record(original.clone());
+    let sqs = crate::support::fixtures::dead_letter_message(original.clone());
     let run = |event: Value| async move {
         let sink = Arc::new(MemorySink::new());
         let config = Config::from_env().unwrap();

@@ -554,24 +554,7 @@ async fn batch_operations_events_through_the_handler() {
 async fn a_dead_letter_record_in_sqs_alerts_like_the_original_event() {
     let original: Value =
         serde_json::from_slice(&std::fs::read(events_dir().join("s3-put.json")).unwrap()).unwrap();
-    let record = json!({
-        "version": "1.0",
-        "timestamp": "2024-03-15T10:45:00.000Z",
-        "requestContext": {
-            "requestId": "8f2f3a3e-0000-4000-8000-000000000001",
-            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:trailwatch:$LATEST",
-            "condition": "RetriesExhausted",
-            "approximateInvokeCount": 3
-        },
-        "requestPayload": original,
-        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-        "responsePayload": {"errorType": "ObjectsFailed", "errorMessage": "1 of the event's objects failed"}
-    });
-    let sqs = json!({"Records": [{
-        "messageId": "m-1", "receiptHandle": "r", "body": record.to_string(),
-        "attributes": {}, "messageAttributes": {}, "md5OfBody": "x",
-        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:trailwatch-dlq", "awsRegion": "us-east-1"
-    }]});
+    let sqs = crate::support::fixtures::dead_letter_message(original.clone());
     let alerts = |event: Value| async move {
         let sink = Arc::new(MemorySink::new());
         let response = handler(Arc::clone(&sink)).handle(event).await.unwrap();

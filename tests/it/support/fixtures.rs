@@ -62,3 +62,32 @@ pub fn s3_event<K: AsRef<str>>(bucket: &str, keys: &[K]) -> Value {
     let encoded: Vec<String> = keys.iter().map(|k| k.as_ref().replace(' ', "+")).collect();
     s3_notification(bucket, &encoded)
 }
+
+/// The Lambda destination record of a failed asynchronous invocation of `original`
+/// (`requestPayload`).
+pub fn dead_letter_record(original: Value) -> Value {
+    json!({
+        "version": "1.0",
+        "timestamp": "2024-03-15T10:45:00.000Z",
+        "requestContext": {
+            "requestId": "8f2f3a3e-0000-4000-8000-000000000001",
+            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:trailwatch:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3
+        },
+        "requestPayload": original,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorType": "ObjectsFailed", "errorMessage": "1 of the event's objects failed"}
+    })
+}
+
+/// That record as the dead-letter queue's SQS message, as redrive delivers it back
+/// to the function.
+pub fn dead_letter_message(original: Value) -> Value {
+    let record = dead_letter_record(original);
+    json!({"Records": [{
+        "messageId": "m-1", "receiptHandle": "r", "body": record.to_string(),
+        "attributes": {}, "messageAttributes": {}, "md5OfBody": "x",
+        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:trailwatch-dlq", "awsRegion": "us-east-1"
+    }]})
+}
