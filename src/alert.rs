@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::dedup::Rollup;
 use crate::detect::Match;
-use crate::rule::{lookup, render_fields, RollupSpec, RowContent, Rule, Severity};
+use crate::rule::{lookup, RollupSpec, RowContent, Rule, Severity};
 use crate::text::truncate_marked;
 use crate::time::format_ms;
 use crate::UNKNOWN;
@@ -40,8 +40,7 @@ pub struct Principal {
 impl Principal {
     pub fn of(record: &Value) -> Principal {
         let field = |path: &[&str]| {
-            let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
-            lookup(record, &path)
+            lookup(record, path)
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
@@ -500,7 +499,7 @@ fn alert_email(rule: &Rule, doc: &AlertDocument) -> String {
     let _ = writeln!(out, "\n{}\n", doc.title);
     let lookup = |name: &str| document_text(rule, doc, name);
     let mut rows = vec![
-        ("What".to_owned(), render_fields(&rule.output.what, lookup)),
+        ("What".to_owned(), rule.output.what.render(lookup)),
         (
             "Who".to_owned(),
             format!(
@@ -522,7 +521,7 @@ fn alert_email(rule: &Rule, doc: &AlertDocument) -> String {
     for row in &rule.output.rows {
         let value = match &row.content {
             RowContent::Field(name) => rule.output.email_text(name, doc.context.get(name)),
-            RowContent::Template(template) => render_fields(template, lookup),
+            RowContent::Template(template) => template.render(lookup),
         };
         rows.push((row.label.clone(), value));
     }
@@ -609,7 +608,7 @@ pub fn build_rollup(spec: &RollupSpec, rollup: &Rollup) -> Notification {
     };
     let subject = subject_line(
         severity,
-        &render_fields(&spec.subject, |name| match name {
+        &spec.subject.render(|name| match name {
             "suppressed" => Some(w.suppressed.to_string()),
             "account" => Some(account.clone()),
             "region" => Some(region.clone()),

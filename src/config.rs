@@ -52,8 +52,7 @@ impl AllowList {
             return None;
         }
         ALLOW_FIELDS.iter().find_map(|path| {
-            let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
-            let value = lookup(record, &path)?.as_str()?;
+            let value = lookup(record, path)?.as_str()?;
             self.entries
                 .iter()
                 .find(|e| *e == value)

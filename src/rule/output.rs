@@ -35,7 +35,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{arn_name, dotted, first_present, scalar_text, FieldPath, Severity};
+use super::path::{dotted, first_present, scalar_text, FieldPath};
+use super::template::FieldTemplate;
+use super::Severity;
 
 /// One field copied from the record into the alert document.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,8 +66,8 @@ pub struct EmailRow {
 pub enum RowContent {
     /// An alert field's value as the document holds it.
     Field(String),
-    /// A template over the document's fields (see [`render_fields`]).
-    Template(String),
+    /// A template over the document's fields.
+    Template(FieldTemplate),
 }
 
 /// Where a roll-up's distinct values come from.
@@ -93,7 +95,7 @@ pub struct RollupSpec {
     pub description: String,
     pub runbook: String,
     /// Template with `{suppressed}`, `{account}`, `{region}`, `{key}`, `{ruleName}`.
-    pub subject: String,
+    pub subject: FieldTemplate,
     /// The rule's `GroupBy` paths, dotted (to find the account and region in a key).
     pub group_by: Vec<String>,
     /// (name, e-mail heading) of each distinct list, in the rule's order.
@@ -124,12 +126,12 @@ impl RollupSpec {
 pub struct Output {
     pub fields: Vec<AlertField>,
     /// The e-mail's `What:` line.
-    pub what: String,
+    pub what: FieldTemplate,
     /// The noun for further matches in the e-mail's `Alert:` line.
     pub repeats: String,
     pub rows: Vec<EmailRow>,
     pub distinct: Vec<Distinct>,
-    pub rollup_subject: String,
+    pub rollup_subject: FieldTemplate,
 }
 
 impl Output {
@@ -201,32 +203,6 @@ impl Output {
             Some(other) => other.to_string(),
         }
     }
-}
-
-/// Renders `{name}` and `{name#modifier}` placeholders with `lookup`'s text
-/// (`unknown` when it has none). Modifiers: `#name` keeps an ARN's resource name,
-/// `#relative` drops leading `/`.
-pub fn render_fields(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(template.len() + 64);
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let Some(close) = rest[open..].find('}') else {
-            rest = &rest[open..];
-            break;
-        };
-        let spec = &rest[open + 1..open + close];
-        let (name, modifier) = spec.split_once('#').unwrap_or((spec, ""));
-        let text = lookup(name).unwrap_or_else(|| crate::UNKNOWN.into());
-        match modifier {
-            "name" => out.push_str(arn_name(&text)),
-            "relative" => out.push_str(text.trim_start_matches('/')),
-            _ => out.push_str(&text),
-        }
-        rest = &rest[open + close + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 // ---- YAML model -------------------------------------------------------------
@@ -377,8 +353,11 @@ impl RawOutput {
                 .map(|row| match row {
                     RawRow::Field(name) => labelled(&name),
                     RawRow::Template { label, template } => Ok(EmailRow {
+                        content: RowContent::Template(
+                            FieldTemplate::over_fields(&template)
+                                .map_err(|e| format!("Email Rows {label}: {e}"))?,
+                        ),
                         label,
-                        content: RowContent::Template(template),
                     }),
                 })
                 .collect::<Result<_, _>>()?,
@@ -412,17 +391,20 @@ impl RawOutput {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let what = email
+            .what
+            .unwrap_or_else(|| format!("{rule_name} matched at {{eventTime}}"));
+        let rollup_subject = self.rollup_subject.unwrap_or_else(|| {
+            "{suppressed} more match(es) of {ruleName} in {account}/{region} (roll-up)".into()
+        });
         Ok(Output {
             fields,
-            what: email
-                .what
-                .unwrap_or_else(|| format!("{rule_name} matched at {{eventTime}}")),
+            what: FieldTemplate::over_fields(&what).map_err(|e| format!("Email What: {e}"))?,
             repeats: email.repeats.unwrap_or_else(|| "matches".into()),
             rows,
             distinct,
-            rollup_subject: self.rollup_subject.unwrap_or_else(|| {
-                "{suppressed} more match(es) of {ruleName} in {account}/{region} (roll-up)".into()
-            }),
+            rollup_subject: FieldTemplate::over_fields(&rollup_subject)
+                .map_err(|e| format!("RollupSubject: {e}"))?,
         })
     }
 }
@@ -483,19 +465,5 @@ mod tests {
             vec![("as".into(), "1".into()), ("who".into(), "p".into())]
         );
         assert_eq!(out.distinct[0].heading, "as");
-    }
-
-    #[test]
-    fn templates_render_lookups_and_modifiers() {
-        let lookup = |name: &str| match name {
-            "arn" => Some("arn:aws:rds:r:1:snapshot:db".to_owned()),
-            "prefix" => Some("/p/q".to_owned()),
-            _ => None,
-        };
-        assert_eq!(
-            render_fields("{arn#name} in {prefix#relative} by {who}", lookup),
-            "db in p/q by unknown"
-        );
-        assert_eq!(render_fields("open {brace", lookup), "open {brace");
     }
 }

@@ -121,10 +121,7 @@ pub fn finding_for(
     }
     let doc: Value = serde_json::from_str(&notification.document)
         .map_err(|e| format!("alert document is not JSON: {e}"))?;
-    let text = |path: &[&str]| -> String {
-        let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
-        rule::scalar_text(rule::lookup(&doc, &path))
-    };
+    let text = |path: &[&str]| -> String { rule::scalar_text(rule::lookup(&doc, path)) };
     // The importing account: findings imported through the default product belong
     // to the account that imports them; the alert's account is a resource.
     let importer = rule::arn_account(product_arn)

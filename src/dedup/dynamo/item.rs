@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::lease::{State, StoredRollup, StoredWindow};
 use super::super::{DedupKey, Window};
-use crate::rule::{RollupSpec, Severity};
+use crate::rule::{FieldTemplate, RollupSpec, Severity};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -66,7 +66,7 @@ struct WindowAttributes {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     runbook: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    rollup_subject: Option<String>,
+    rollup_subject: Option<FieldTemplate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     group_by: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
