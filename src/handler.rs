@@ -14,11 +14,13 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
+use crate::aws_error::Cause;
 use crate::config::Config;
+use crate::decode::DecodeError;
 use crate::dedup::DedupStore;
 use crate::detect::{Detector, ObjectReport};
 use crate::events;
-use crate::pipeline::{Alerter, Counters};
+use crate::pipeline::{Alerter, Counters, PublishFailure};
 use crate::rule::RuleSet;
 use crate::sink::AlertSink;
 use crate::source::{ObjectRef, ObjectSource, S3Source, SourceError};
@@ -30,10 +32,62 @@ use crate::trigger::{classify_key, parse_trigger, KeyKind, Trigger, TriggerError
 pub enum HandlerError {
     #[error(transparent)]
     Trigger(#[from] TriggerError),
-    #[error("{} of the event's objects failed: {}", .0.len(), .0.join("; "))]
-    Objects(Vec<String>),
+    #[error("{} of the event's objects failed: {}", .0.len(), join(.0))]
+    Objects(Vec<Failure>),
     #[error(transparent)]
     Batch(#[from] crate::batchops::BatchError),
+    /// The response could not be encoded (it holds only strings: not expected).
+    #[error("{what} response: {source}")]
+    Response {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+/// One thing that went wrong in an invocation, with its cause kept typed so that
+/// retrying (throttling, timeouts) and fixing (access denied, corrupt objects) can
+/// be told apart by code, not by reading a message.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The object was read but its content is bad (corrupt gzip, not CloudTrail).
+    #[error("{object}: {error}")]
+    Decode {
+        object: ObjectRef,
+        error: DecodeError,
+    },
+    /// The object could not be fetched.
+    #[error(transparent)]
+    Fetch(SourceError),
+    /// An alert or roll-up could not be published or recorded.
+    #[error(transparent)]
+    Publish(PublishFailure),
+    /// An SQS message's body is not a known notification.
+    #[error("SQS message {message_id}: {error}")]
+    Message {
+        message_id: String,
+        error: TriggerError,
+    },
+}
+
+impl Failure {
+    /// The AWS-side cause, for failures that came from a call to AWS.
+    pub fn cause(&self) -> Option<Cause> {
+        match self {
+            Failure::Fetch(e) => Some(e.cause()),
+            Failure::Publish(p) => Some(p.cause),
+            Failure::Decode { .. } | Failure::Message { .. } => None,
+        }
+    }
+
+    /// Whether the same invocation may succeed later (throttling, timeouts).
+    pub fn is_transient(&self) -> bool {
+        self.cause().is_some_and(Cause::is_transient)
+    }
+}
+
+fn join(failures: &[Failure]) -> String {
+    let text: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    text.join("; ")
 }
 
 pub struct Handler {
@@ -48,8 +102,8 @@ pub struct Handler {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub counters: Counters,
-    /// One line per failure, naming the object and the cause.
-    pub failures: Vec<String>,
+    /// Each failure, naming the object and the cause.
+    pub failures: Vec<Failure>,
 }
 
 impl Handler {
@@ -117,7 +171,7 @@ impl Handler {
                     .alerter
                     .flush_rollups(now_ms(), false, &mut outcome.counters)
                     .await;
-                outcome.failures = failures.iter().map(ToString::to_string).collect();
+                outcome.failures = failures.into_iter().map(Failure::Publish).collect();
                 let response = json!({"rollups": outcome.counters.rollups});
                 ("schedule", outcome, response)
             }
@@ -139,7 +193,10 @@ impl Handler {
                                 "SQS message could not be read"
                             );
                             Outcome {
-                                failures: vec![e.to_string()],
+                                failures: vec![Failure::Message {
+                                    message_id: message.message_id.clone(),
+                                    error: e,
+                                }],
                                 ..Outcome::default()
                             }
                         }
@@ -162,8 +219,10 @@ impl Handler {
                 response.batch_item_failures = failed;
                 // (Strings only: this cannot fail, and were it to, the whole batch
                 // would be retried rather than acknowledged.)
-                return serde_json::to_value(response)
-                    .map_err(|e| HandlerError::Objects(vec![format!("SQS batch response: {e}")]));
+                return serde_json::to_value(response).map_err(|source| HandlerError::Response {
+                    what: "SQS batch",
+                    source,
+                });
             }
         };
         crate::events::invocation_summary(kind, &outcome.counters, outcome.failures.len(), started);
@@ -194,8 +253,10 @@ impl Handler {
             .filter(|r| r.result_code != crate::batchops::ResultCode::Succeeded)
             .count();
         events::invocation_summary("batch", &counters, failures, started);
-        serde_json::to_value(response)
-            .map_err(|e| HandlerError::Objects(vec![format!("Batch Operations response: {e}")]))
+        serde_json::to_value(response).map_err(|source| HandlerError::Response {
+            what: "Batch Operations",
+            source,
+        })
     }
 
     /// Reads the objects, then decides and publishes their matches together.
@@ -219,11 +280,11 @@ impl Handler {
         let mut matches = Vec::new();
         for (object, report) in reports {
             match report {
-                Ok(report) => {
+                Ok(mut report) => {
                     outcome.counters.add_object(&report);
-                    if let Some(error) = &report.error {
+                    if let Some(error) = report.error.take() {
                         tracing::error!(object = %object, error = %error, "object failed");
-                        outcome.failures.push(format!("{object}: {error}"));
+                        outcome.failures.push(Failure::Decode { object, error });
                     }
                     matches.extend(report.matches);
                 }
@@ -232,7 +293,7 @@ impl Handler {
                 }
                 Err(e) => {
                     events::fetch_failed(&mut outcome.counters, &e);
-                    outcome.failures.push(e.to_string());
+                    outcome.failures.push(Failure::Fetch(e));
                 }
             }
         }
@@ -242,7 +303,7 @@ impl Handler {
             .await;
         outcome
             .failures
-            .extend(failures.iter().map(ToString::to_string));
+            .extend(failures.into_iter().map(Failure::Publish));
         outcome
     }
 
@@ -261,14 +322,67 @@ impl Outcome {
 /// Lambda reports the failure with its kind and the full message (objects and causes).
 impl From<HandlerError> for lambda_runtime::Diagnostic {
     fn from(error: HandlerError) -> Self {
-        let kind = match error {
+        let kind = match &error {
             HandlerError::Trigger(_) => "UnknownTrigger",
+            // Every failure may pass on a retry (throttling, timeouts): say so.
+            HandlerError::Objects(failures) if failures.iter().all(Failure::is_transient) => {
+                "ObjectsFailedTransient"
+            }
             HandlerError::Objects(_) => "ObjectsFailed",
             HandlerError::Batch(_) => "InvalidBatchEvent",
+            HandlerError::Response { .. } => "ResponseEncoding",
         };
         lambda_runtime::Diagnostic {
             error_type: kind.into(),
             error_message: error.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetch_failure(cause: Cause) -> Failure {
+        Failure::Fetch(SourceError::Failed {
+            object: ObjectRef {
+                bucket: "trail".into(),
+                key: "AWSLogs/1/CloudTrail/a.json.gz".into(),
+            },
+            cause,
+            message: "GetObject".into(),
+        })
+    }
+
+    fn error_type(failures: Vec<Failure>) -> String {
+        lambda_runtime::Diagnostic::from(HandlerError::Objects(failures)).error_type
+    }
+
+    #[test]
+    fn lambda_is_told_whether_a_retry_can_help() {
+        let throttled = || fetch_failure(Cause::Throttled);
+        assert_eq!(
+            error_type(vec![throttled(), fetch_failure(Cause::Timeout)]),
+            "ObjectsFailedTransient"
+        );
+        assert_eq!(
+            error_type(vec![throttled(), fetch_failure(Cause::AccessDenied)]),
+            "ObjectsFailed"
+        );
+        let corrupt = Failure::Decode {
+            object: ObjectRef {
+                bucket: "trail".into(),
+                key: "k".into(),
+            },
+            error: DecodeError::Empty,
+        };
+        assert_eq!(corrupt.cause(), None);
+        assert_eq!(error_type(vec![corrupt]), "ObjectsFailed");
+        let message = fetch_failure(Cause::AccessDenied).to_string();
+        assert!(
+            message.contains("s3://trail/AWSLogs/1/CloudTrail/a.json.gz")
+                && message.contains("access denied"),
+            "{message}"
+        );
     }
 }

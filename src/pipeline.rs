@@ -147,6 +147,8 @@ impl std::fmt::Display for PublishFailure {
     }
 }
 
+impl std::error::Error for PublishFailure {}
+
 impl Alerter {
     fn window_ms(&self, rule: &Rule) -> i64 {
         i64::from(self.window_minutes.unwrap_or(rule.dedup_minutes)) * 60_000

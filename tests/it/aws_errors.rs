@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use trailwatch::aws_error::Cause;
 use trailwatch::dedup::{DedupStore, DynamoStore};
+use trailwatch::handler::{Failure, HandlerError};
 use trailwatch::sink::{AlertSink, SnsSink};
 
 use crate::support::stack::{export_record, log_file, log_key, Stack};
@@ -31,6 +32,15 @@ async fn a_missing_topic_bucket_or_table_is_reported_as_not_found() {
         text.contains("publishing alert") && text.contains("(not found)"),
         "{text}"
     );
+    assert_eq!(
+        only_failure(&error).cause(),
+        Some(Cause::NotFound),
+        "{text}"
+    );
+    assert!(
+        matches!(only_failure(&error), Failure::Publish(_)),
+        "{text}"
+    );
 
     // Reading from a bucket that does not exist.
     let event = crate::support::fixtures::s3_event("no-such-bucket", &[key.as_str()]);
@@ -44,6 +54,13 @@ async fn a_missing_topic_bucket_or_table_is_reported_as_not_found() {
         text.contains("s3://no-such-bucket/") && text.contains("(not found)"),
         "{text}"
     );
+    assert!(matches!(only_failure(&error), Failure::Fetch(_)), "{text}");
+    assert_eq!(
+        only_failure(&error).cause(),
+        Some(Cause::NotFound),
+        "{text}"
+    );
+    assert!(!only_failure(&error).is_transient());
 
     // Dedup windows in a table that does not exist.
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&stack.conf), "no-such-table");
@@ -53,4 +70,12 @@ async fn a_missing_topic_bucket_or_table_is_reported_as_not_found() {
         .expect_err("the table is missing");
     assert_eq!(error.cause, Cause::NotFound, "{error}");
     assert!(error.to_string().contains("no-such-table"), "{error}");
+}
+
+/// The one failure of an invocation that failed on its objects.
+fn only_failure(error: &HandlerError) -> &Failure {
+    match error {
+        HandlerError::Objects(failures) if failures.len() == 1 => &failures[0],
+        other => panic!("expected one object failure, got {other:?}"),
+    }
 }

@@ -19,7 +19,7 @@ use crate::support::fixtures::{self, gzip, log_file};
 use trailwatch::config::Config;
 use trailwatch::decode::Limits;
 use trailwatch::dedup::MemoryStore;
-use trailwatch::handler::{Handler, HandlerError};
+use trailwatch::handler::{Failure, Handler, HandlerError};
 use trailwatch::pipeline::Counters;
 use trailwatch::rule::RuleSet;
 use trailwatch::sink::MemorySink;
@@ -359,9 +359,14 @@ async fn run_object_row(row: &Row, route: Route) {
     match (&row.expect, route, result) {
         (Expect::Fails(cause), Route::S3 | Route::Sns, Err(HandlerError::Objects(failures))) => {
             assert_eq!(failures.len(), 1, "{name}: {failures:?}");
+            let failure = failures[0].to_string();
             assert!(
-                failures[0].contains(&bad_object) && failures[0].contains(cause),
-                "{name}: {}",
+                failure.contains(&bad_object) && failure.contains(cause),
+                "{name}: {failure}"
+            );
+            assert!(
+                matches!(failures[0], Failure::Decode { .. }),
+                "{name}: a bad object is a decode failure: {:?}",
                 failures[0]
             );
             assert_eq!(alerts.len(), 1, "{name}");
@@ -416,7 +421,11 @@ async fn check_counters(row: &Row) {
         Expect::Fails(cause) => {
             assert_eq!(c.failed_objects, 1, "{}: {c:?}", row.spec);
             assert_eq!(outcome.failures.len(), 1, "{}", row.spec);
-            assert!(outcome.failures[0].contains(cause), "{}", row.spec);
+            assert!(
+                outcome.failures[0].to_string().contains(cause),
+                "{}",
+                row.spec
+            );
             assert_eq!(c.missing_objects, 0, "{}", row.spec);
         }
         Expect::Passes {
