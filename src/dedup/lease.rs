@@ -289,26 +289,13 @@ pub(crate) fn plan_confirm(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dedup::test_claim as claim;
 
     const W: i64 = 3_600_000;
     const LEASE: i64 = 60_000;
     /// Wall clock of the tests: well after the event times, as in production.
     const NOW: i64 = 1_800_000_000_000;
     const T0: i64 = 1_700_000_000_000;
-
-    fn claim(t: i64, id: &str) -> Claim {
-        Claim {
-            key: DedupKey::new("R", vec!["us-east-1".into(), "1".into()]),
-            event_time_ms: t,
-            event_id: id.into(),
-            window_ms: W,
-            distinct: vec![
-                ("things".into(), format!("thing-{id}")),
-                ("places".into(), "b".into()),
-            ],
-            spec: crate::rule::RollupSpec::default(),
-        }
-    }
 
     /// Applies a decision to `stored` as a successful write would.
     fn decide(

@@ -104,19 +104,9 @@ impl DedupStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dedup::test_claim as claim;
 
     const W: i64 = 3_600_000;
-
-    fn claim(t: i64, id: &str) -> Claim {
-        Claim {
-            key: DedupKey::new("R", vec!["us-east-1".into(), "1".into()]),
-            event_time_ms: t,
-            event_id: id.into(),
-            window_ms: W,
-            distinct: vec![("values".into(), "v".into())],
-            spec: crate::rule::RollupSpec::default(),
-        }
-    }
 
     #[tokio::test]
     async fn redeliveries_neither_alert_nor_count() {

@@ -267,26 +267,32 @@ impl DedupStore for NoDedup {
     }
 }
 
+/// The claim the tests of this module and of its stores decide on: rule `R`, key
+/// `us-east-1`/`1`, a one-hour window, a `things` list with a value per event and a
+/// `places` list with one value.
+#[cfg(test)]
+pub(crate) fn test_claim(event_time_ms: i64, event_id: &str) -> Claim {
+    Claim {
+        key: DedupKey::new("R", vec!["us-east-1".into(), "1".into()]),
+        event_time_ms,
+        event_id: event_id.into(),
+        window_ms: 3_600_000,
+        distinct: vec![
+            ("things".into(), format!("thing-{event_id}")),
+            ("places".into(), "b".into()),
+        ],
+        spec: RollupSpec::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_claim as claim;
     use super::*;
 
     const MIN: i64 = 60_000;
     const W: i64 = 60 * MIN;
 
-    fn claim(t: i64, id: &str) -> Claim {
-        Claim {
-            key: DedupKey::new("R", vec!["k".into()]),
-            event_time_ms: t,
-            event_id: id.into(),
-            window_ms: W,
-            distinct: vec![
-                ("snaps".into(), format!("snap-{id}")),
-                ("places".into(), "b".into()),
-            ],
-            spec: RollupSpec::default(),
-        }
-    }
 
     #[test]
     fn first_match_opens_and_alerts() {
@@ -334,11 +340,11 @@ mod tests {
             w.absorb(&claim(i * MIN, &i.to_string()));
         }
         assert_eq!(w.suppressed, 30);
-        assert_eq!(w.distinct["snaps"].len(), MAX_DISTINCT);
+        assert_eq!(w.distinct["things"].len(), MAX_DISTINCT);
         assert_eq!(w.distinct["places"].len(), 1);
         assert_eq!(w.first_suppressed_ms, Some(0));
         assert_eq!(w.last_suppressed_ms, Some(29 * MIN));
-        let key = DedupKey::new("R", vec!["k".into()]);
+        let key = claim(0, "a").key;
         assert!(w.rollup(&key).is_some());
         assert!(Window::opened_by(&claim(0, "a")).rollup(&key).is_none());
     }
