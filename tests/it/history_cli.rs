@@ -234,7 +234,9 @@ async fn scan_s3_and_backfill_through_the_binary() {
         expected.alerts(&name, dir.path())
     );
 
-    // 3. The filters: only the matching days, accounts and regions are read.
+    // 3. The filters: only the matching days, accounts and regions are listed and
+    // read (the ListObjectsV2 calls the binary made, from moto's recording).
+    server.start_recording().await;
     let filtered = run(
         tw(),
         &[
@@ -262,6 +264,29 @@ async fn scan_s3_and_backfill_through_the_binary() {
             prefixes.push(format!("{base}/CloudTrail/eu-west-1/{day}/"));
         }
     }
+    let requests = server.recorded().await;
+    let lists: Vec<_> = requests.iter().filter(|r| r.is_list_objects_v2()).collect();
+    let day_listings: BTreeSet<String> = lists
+        .iter()
+        .filter(|r| r.query("delimiter").is_none())
+        .filter_map(|r| r.query("prefix"))
+        .collect();
+    assert_eq!(
+        day_listings,
+        prefixes.iter().cloned().collect::<BTreeSet<_>>(),
+        "only the matching (account, region, day) prefixes are listed"
+    );
+    // AWSLogs/, the organisation, two accounts' regions, four day prefixes.
+    assert_eq!(lists.len(), 1 + 1 + 2 + 4, "{lists:#?}");
+    let gets = requests
+        .iter()
+        .filter(|r| r.method == "GET" && !r.is_list_objects_v2())
+        .count();
+    assert_eq!(
+        gets,
+        4 * FILES_PER_PREFIX,
+        "one GetObject per matching file"
+    );
     let expected = local(prefixes.iter().map(|p| root.join(p)).collect());
     assert_eq!(filtered.summary("files"), 4 * FILES_PER_PREFIX as u64);
     assert_eq!(

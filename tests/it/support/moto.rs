@@ -4,6 +4,10 @@
 //! The executable is looked up in this order: `$TRAILWATCH_MOTO_SERVER`,
 //! `<crate>/.venv/bin/moto_server` (made by `scripts/venv.sh`), `moto_server`
 //! on `PATH`.
+//!
+//! Every server can record the requests it receives (moto's own recorder, into a
+//! file of the handle's), so a test can count the calls a separate process made:
+//! [`MotoServer::start_recording`], then [`MotoServer::recorded`].
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -26,6 +30,36 @@ pub struct MotoServer {
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub endpoint: String,
     child: Child,
+    /// Holds moto's recording file (`MOTO_RECORDER_FILEPATH`).
+    recording: tempfile::TempDir,
+}
+
+/// One request the server received while recording.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query as sent (`/bucket?list-type=2&prefix=...`), after the host.
+    pub url: String,
+}
+
+impl Recorded {
+    /// The decoded value of a query parameter.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let (_, query) = self.url.split_once('?')?;
+        query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then(|| {
+                percent_encoding::percent_decode_str(&value.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+        })
+    }
+
+    /// An S3 `ListObjectsV2` call.
+    pub fn is_list_objects_v2(&self) -> bool {
+        self.method == "GET" && self.query("list-type").as_deref() == Some("2")
+    }
 }
 
 impl MotoServer {
@@ -66,10 +100,15 @@ impl MotoServer {
     }
 
     fn start_with(exe: &Path, command: impl Fn(u16) -> Command) -> MotoServer {
+        let recording = tempfile::tempdir().expect("a temporary folder for moto's recording");
         let mut last_error = String::new();
         for _ in 0..ATTEMPTS {
             let port = free_port();
             let mut child = command(port)
+                .env(
+                    "MOTO_RECORDER_FILEPATH",
+                    recording.path().join("requests.jsonl"),
+                )
                 // Never inherit the test runner's pipes: a child holding them
                 // would keep CI waiting after the tests are done.
                 .stdin(Stdio::null())
@@ -82,6 +121,7 @@ impl MotoServer {
                     return MotoServer {
                         endpoint: format!("http://127.0.0.1:{port}"),
                         child,
+                        recording,
                     }
                 }
                 Err(e) => {
@@ -108,6 +148,39 @@ impl MotoServer {
             .endpoint_url(&self.endpoint)
             .load()
             .await
+    }
+
+    /// Starts recording requests, forgetting any recorded before.
+    pub async fn start_recording(&self) {
+        self.recorder("reset-recording").await;
+        self.recorder("start-recording").await;
+    }
+
+    /// Stops recording and returns the requests received since
+    /// [`MotoServer::start_recording`], in order.
+    pub async fn recorded(&self) -> Vec<Recorded> {
+        self.recorder("stop-recording").await;
+        let path = self.recording.path().join("requests.jsonl");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                let mut request: Recorded = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("moto's recording {}: {e}: {line}", path.display()));
+                // Recorded URLs are absolute; keep what follows the host.
+                if let Some(rest) = request.url.strip_prefix(&self.endpoint) {
+                    request.url = rest.to_owned();
+                }
+                request
+            })
+            .collect()
+    }
+
+    async fn recorder(&self, action: &str) {
+        let url = format!("{}/moto-api/recorder/{action}", self.endpoint);
+        let (status, body) = super::http::get(&url, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("moto recorder: {e}"));
+        assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
     }
 
     /// S3 client for this server, with path-style addressing (moto does not
