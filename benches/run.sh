@@ -5,8 +5,9 @@
 # Corpus (cached in .bench/, one folder per set of generator arguments):
 #   large: one file of ~300 MB decompressed; small: 300 files, ~450 MB in all;
 #   huge: one file over 1 GiB decompressed, for peak memory. Realistic export rate.
+#   s3: 2,000 small objects, uploaded to a local S3 (moto) for `scan s3://`.
 # Environment: BENCH_CPU (core to pin to, default 0), BENCH_RUNS (default 7),
-# BENCH_PYTHON_RUNS (default 3).
+# BENCH_PYTHON_RUNS (default 3), BENCH_S3_RUNS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,8 @@ GEN="$TARGET/release/examples/gen_corpus"
 LARGE_ARGS="--events 200000 --files 1 --seed 1 --export-rate 1e-4"
 SMALL_ARGS="--events 300000 --files 300 --seed 2 --export-rate 1e-4"
 HUGE_ARGS="--events 1000000 --files 1 --seed 3 --export-rate 1e-4"
+# For `scan s3://`: 2,000 small objects, as CloudTrail delivers them.
+S3_ARGS="--events 100000 --files 2000 --seed 4 --export-rate 1e-3"
 
 # Generates the corpus for these generator arguments once; prints its folder.
 corpus() {
@@ -49,3 +52,13 @@ python3 benches/bench.py \
     --decode "$TARGET/release/examples/decode_only" \
     --large "$large" --small "$small" --huge "$huge" --tiny "$tiny" \
     --cpu "${BENCH_CPU:-0}" --runs "${BENCH_RUNS:-7}" --python-runs "${BENCH_PYTHON_RUNS:-3}"
+
+# `scan s3://` against moto (started and stopped by the script) next to a local
+# scan of the same objects.
+scripts/venv.sh test
+s3=$(corpus $S3_ARGS)
+s3_decoded=$("$TARGET/release/examples/decode_only" $(find "$s3" -name '*.json.gz' | sort) | sed -n 's/.*bytes=\([0-9]*\).*/\1/p')
+echo
+.venv/bin/python benches/s3_scan.py \
+    --bin "$TARGET/release/trailwatch" --moto .venv/bin/moto_server \
+    --corpus "$s3" --decoded-bytes "$s3_decoded" --runs "${BENCH_S3_RUNS:-3}"
