@@ -293,7 +293,6 @@ mod tests {
     const MIN: i64 = 60_000;
     const W: i64 = 60 * MIN;
 
-
     #[test]
     fn first_match_opens_and_alerts() {
         let t = transition(None, &claim(1000, "a"));
