@@ -35,16 +35,14 @@ pub struct ListError {
     pub transient: bool,
 }
 
+/// The pages of one listing, as they arrive.
+pub type Pages<'a> = BoxStream<'a, Result<Page, ListError>>;
+
 /// `ListObjectsV2` under a prefix, one item per page (one call per item).
 pub trait Lister: Send + Sync {
     /// Every page under `prefix`; with `delimited`, the delimiter is `/` and
     /// the page's `common_prefixes` are the next level of the layout.
-    fn pages<'a>(
-        &'a self,
-        bucket: &'a str,
-        prefix: &'a str,
-        delimited: bool,
-    ) -> BoxStream<'a, Result<Page, ListError>>;
+    fn pages<'a>(&'a self, bucket: &'a str, prefix: &'a str, delimited: bool) -> Pages<'a>;
 }
 
 /// The S3 lister: the SDK's own `ListObjectsV2` paginator.
@@ -59,12 +57,7 @@ impl S3Lister {
 }
 
 impl Lister for S3Lister {
-    fn pages<'a>(
-        &'a self,
-        bucket: &'a str,
-        prefix: &'a str,
-        delimited: bool,
-    ) -> BoxStream<'a, Result<Page, ListError>> {
+    fn pages<'a>(&'a self, bucket: &'a str, prefix: &'a str, delimited: bool) -> Pages<'a> {
         let paginator = self
             .client
             .list_objects_v2()
@@ -129,48 +122,34 @@ impl<L: Lister> CountingLister<L> {
 
     /// `(prefix, delimited)` of every call, in the order they were made.
     pub fn listed(&self) -> Vec<(String, bool)> {
-        self.listed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.prefixes().clone()
+    }
+
+    /// The calls' prefixes (a panicked test thread leaves them readable).
+    fn prefixes(&self) -> std::sync::MutexGuard<'_, Vec<(String, bool)>> {
+        self.listed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn reset(&self) {
         self.calls.store(0, Ordering::Relaxed);
-        self.listed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.prefixes().clear();
     }
 }
 
 impl<L: Lister> Lister for CountingLister<L> {
-    fn pages<'a>(
-        &'a self,
-        bucket: &'a str,
-        prefix: &'a str,
-        delimited: bool,
-    ) -> BoxStream<'a, Result<Page, ListError>> {
+    fn pages<'a>(&'a self, bucket: &'a str, prefix: &'a str, delimited: bool) -> Pages<'a> {
         self.inner
             .pages(bucket, prefix, delimited)
             .inspect(move |_| {
                 self.calls.fetch_add(1, Ordering::Relaxed);
-                self.listed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((prefix.to_owned(), delimited));
+                self.prefixes().push((prefix.to_owned(), delimited));
             })
             .boxed()
     }
 }
 
 impl<L: Lister + ?Sized> Lister for Arc<L> {
-    fn pages<'a>(
-        &'a self,
-        bucket: &'a str,
-        prefix: &'a str,
-        delimited: bool,
-    ) -> BoxStream<'a, Result<Page, ListError>> {
+    fn pages<'a>(&'a self, bucket: &'a str, prefix: &'a str, delimited: bool) -> Pages<'a> {
         (**self).pages(bucket, prefix, delimited)
     }
 }
@@ -234,12 +213,7 @@ impl MemoryLister {
 }
 
 impl Lister for MemoryLister {
-    fn pages<'a>(
-        &'a self,
-        bucket: &'a str,
-        prefix: &'a str,
-        delimited: bool,
-    ) -> BoxStream<'a, Result<Page, ListError>> {
+    fn pages<'a>(&'a self, bucket: &'a str, prefix: &'a str, delimited: bool) -> Pages<'a> {
         if bucket != self.bucket {
             return stream::iter([Err(ListError {
                 bucket: bucket.to_owned(),
