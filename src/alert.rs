@@ -121,6 +121,17 @@ struct Cutter {
 }
 
 impl Cutter {
+    /// A cutter that has already cut the fields both documents share.
+    fn with_common(max: usize, title: &mut String, dedup_key: &mut String) -> Cutter {
+        let mut cut = Cutter {
+            max,
+            cut: Vec::new(),
+        };
+        cut.text("title", title);
+        cut.text("dedupKey", dedup_key);
+        cut
+    }
+
     fn text(&mut self, name: &str, value: &mut String) {
         if let std::borrow::Cow::Owned(short) = truncate_marked(value, self.max) {
             *value = short;
@@ -163,12 +174,7 @@ impl Cutter {
 impl AlertDocument {
     /// Cuts every field a record fills to `max` bytes.
     fn truncate_fields(&mut self, max: usize) {
-        let mut cut = Cutter {
-            max,
-            cut: Vec::new(),
-        };
-        cut.text("title", &mut self.title);
-        cut.text("dedupKey", &mut self.dedup_key);
+        let mut cut = Cutter::with_common(max, &mut self.title, &mut self.dedup_key);
         cut.text("eventTime", &mut self.event_time);
         cut.text("eventId", &mut self.event_id);
         cut.text("account", &mut self.account);
@@ -219,12 +225,7 @@ pub struct RollupDocument {
 impl RollupDocument {
     /// Cuts every field a record fills to `max` bytes.
     fn truncate_fields(&mut self, max: usize) {
-        let mut cut = Cutter {
-            max,
-            cut: Vec::new(),
-        };
-        cut.text("title", &mut self.title);
-        cut.text("dedupKey", &mut self.dedup_key);
+        let mut cut = Cutter::with_common(max, &mut self.title, &mut self.dedup_key);
         cut.text("account", &mut self.account);
         cut.text("region", &mut self.region);
         cut.text("firstAlertEventId", &mut self.first_alert_event_id);
