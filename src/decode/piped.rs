@@ -20,8 +20,10 @@
 //! The second thread is used only when a core is free for it: while fewer scans
 //! and decoding threads run than the process may use cores
 //! (`std::thread::available_parallelism`, which follows the CPU affinity mask, so a
-//! scan pinned to one core never starts one). `TRAILWATCH_DECODE_THREAD=off`
-//! turns it off, to measure the difference.
+//! scan pinned to one core never starts one). In Lambda, where the guest sees two
+//! vCPUs but gets a share of one below 1,769 MB of memory, the cores counted are the
+//! whole vCPUs the memory size buys. `TRAILWATCH_DECODE_THREAD=off` turns it off,
+//! to measure the difference.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,12 +48,33 @@ fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     *CORES.get_or_init(|| {
         let off = std::env::var("TRAILWATCH_DECODE_THREAD").is_ok_and(|v| v == "off" || v == "0");
-        if off {
-            0
-        } else {
+        let lambda = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok();
+        cores_for(off, lambda.as_deref(), || {
             std::thread::available_parallelism().map_or(1, |n| n.get())
-        }
+        })
     })
+}
+
+/// Megabytes of Lambda memory that buy one full vCPU (AWS: "at 1,769 MB, a function
+/// has the equivalent of one vCPU"); below it the function gets a time slice of one,
+/// which a second thread would only share.
+const LAMBDA_MB_PER_CORE: usize = 1769;
+
+/// The cores a scan may count on: none when turned off; in Lambda, the whole vCPUs
+/// its memory size buys (the guest sees two, whatever its share of them); else what
+/// the process may use.
+fn cores_for(
+    off: bool,
+    lambda_memory_mb: Option<&str>,
+    available: impl FnOnce() -> usize,
+) -> usize {
+    if off {
+        return 0;
+    }
+    match lambda_memory_mb.and_then(|mb| mb.trim().parse::<usize>().ok()) {
+        Some(mb) => (mb / LAMBDA_MB_PER_CORE).clamp(1, available()),
+        None => available(),
+    }
 }
 
 /// A running scan, counted while it lives (see [`Busy`]).
@@ -461,6 +484,17 @@ mod tests {
             Some(io::ErrorKind::ConnectionReset)
         );
         assert!(!out.is_empty() && plain.starts_with(&out));
+    }
+
+    #[test]
+    fn lambda_counts_only_the_vcpus_its_memory_buys() {
+        assert_eq!(cores_for(true, None, || 8), 0);
+        assert_eq!(cores_for(false, None, || 8), 8);
+        assert_eq!(cores_for(false, Some("256"), || 2), 1);
+        assert_eq!(cores_for(false, Some("3008"), || 2), 1);
+        assert_eq!(cores_for(false, Some("3538"), || 2), 2);
+        assert_eq!(cores_for(false, Some("10240"), || 6), 5);
+        assert_eq!(cores_for(false, Some("junk"), || 2), 2);
     }
 
     #[test]
