@@ -6,7 +6,9 @@
 //! Usage: `decode_only [--zlib-rs | --stream | --libdeflate | --search | --scan]
 //! FILE...` prints the decompressed bytes, the elapsed time and MB/s.
 //! - no option: what the scan decodes with (`decode::open_stream`: small objects
-//!   whole with libdeflate, larger ones streamed), into one reused buffer;
+//!   whole with libdeflate, larger ones streamed, on a second thread when a core
+//!   is free for it: pin to one core or set `TRAILWATCH_DECODE_THREAD=off` for
+//!   the single-threaded figure), into one reused buffer;
 //! - `--zlib-rs`: flate2's `MultiGzDecoder` over zlib-rs, streamed;
 //! - `--stream`: our gzip framing over zlib-rs (`decode::gzip`), streamed, whatever
 //!   the size;

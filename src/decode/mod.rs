@@ -8,6 +8,7 @@
 //! bounded by the largest single record, whatever the object's size.
 
 pub mod gzip;
+pub mod piped;
 pub mod prefilter;
 pub mod reference;
 pub mod repair;
@@ -95,7 +96,7 @@ pub fn open_stream<R: Read>(raw: R) -> Result<DecodedStream<R>, DecodeError> {
         return Err(DecodeError::Empty);
     }
     if head.starts_with(&GZIP_MAGIC) || head == &GZIP_MAGIC[..1] {
-        return Ok(whole_object::open(raw));
+        return Ok(piped::offload(whole_object::open(raw)));
     }
     // A UTF-8 byte-order mark before a plain JSON document (editors and some
     // exporters write one) is not part of the JSON text: RFC 8259 §8.1 lets a
@@ -112,6 +113,8 @@ pub enum DecodedStream<R: Read> {
     /// Streamed gzip. Boxed: the decoder's state is large, and one allocation per
     /// object is nothing next to decompressing it.
     Gzip(Box<gzip::GzipDecoder<whole_object::Prefixed<R>>>),
+    /// Streamed gzip decoded on a second thread ([`piped`]).
+    Piped(Box<piped::PipedDecoder<R>>),
     /// A small gzip object, decoded in memory ([`whole_object`]).
     Whole(whole_object::WholeObject),
     Plain(BufReader<R>),
@@ -120,7 +123,9 @@ pub enum DecodedStream<R: Read> {
 impl<R: Read> DecodedStream<R> {
     pub fn encoding(&self) -> Encoding {
         match self {
-            DecodedStream::Gzip(_) | DecodedStream::Whole(_) => Encoding::Gzip,
+            DecodedStream::Gzip(_) | DecodedStream::Piped(_) | DecodedStream::Whole(_) => {
+                Encoding::Gzip
+            }
             DecodedStream::Plain(_) => Encoding::PlainJson,
         }
     }
@@ -131,6 +136,7 @@ impl<R: Read> DecodedStream<R> {
         loop {
             let result = match self {
                 DecodedStream::Gzip(gz) => gz.read(buf),
+                DecodedStream::Piped(piped) => piped.read(buf),
                 DecodedStream::Whole(whole) => Ok(whole.read(buf)),
                 DecodedStream::Plain(plain) => plain.read(buf),
             };
@@ -138,7 +144,7 @@ impl<R: Read> DecodedStream<R> {
                 Ok(n) => Ok(n),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e)
-                    if matches!(self, DecodedStream::Gzip(_))
+                    if matches!(self, DecodedStream::Gzip(_) | DecodedStream::Piped(_))
                         && matches!(
                             e.kind(),
                             std::io::ErrorKind::InvalidInput

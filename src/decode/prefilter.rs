@@ -79,6 +79,11 @@ impl Prefilter {
         self.escaped_slash
     }
 
+    /// The literal needles.
+    pub fn needles(&self) -> impl Iterator<Item = &[u8]> {
+        self.finders.iter().map(|f| f.needle())
+    }
+
     /// The longest needle, so that callers can overlap searches across buffer refills.
     pub fn max_needle_len(&self) -> usize {
         self.finders

@@ -35,8 +35,10 @@
 //! Memory: one read buffer (256 KiB, reused by the next object on the same thread)
 //! that only grows when a single record does not fit, up to
 //! [`Limits::max_record_bytes`], and the needle positions not yet passed. Nothing
-//! is kept per record.
+//! is kept per record. An object decoded whole is scanned in its own buffer,
+//! without the read buffer (module `feed`).
 
+mod feed;
 mod kernel;
 mod root;
 #[cfg(test)]
@@ -113,21 +115,27 @@ fn scan_with<R: Read>(
     limits: &Limits,
     on_candidate: impl FnMut(u64, &[u8]),
 ) -> ScanOutcome {
-    let mut buf = SPARE_BUFFER.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
-    if buf.len() != DECODED_BUFFER {
-        buf = vec![0; DECODED_BUFFER];
-    }
+    let _busy = super::piped::Busy::scan();
     let mut scanner = Scanner::new(prefilter, limits, on_candidate);
     scanner.kernel = kernel;
     let error = match super::open_stream(raw) {
-        Ok(mut stream) => scanner.run(&mut stream, &mut buf).err(),
+        // Decoded in memory already: scanned where it lies.
+        Ok(DecodedStream::Whole(whole)) => scanner.run_in_place(whole.bytes()).err(),
+        Ok(mut stream) => {
+            let mut buf = SPARE_BUFFER.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
+            if buf.len() != DECODED_BUFFER {
+                buf = vec![0; DECODED_BUFFER];
+            }
+            let error = scanner.run(&mut stream, &mut buf).err();
+            // A buffer that grew for a huge record is dropped, not kept: memory
+            // stays bounded by what the current object needs.
+            if buf.len() == DECODED_BUFFER {
+                SPARE_BUFFER.with(|spare| *spare.borrow_mut() = buf);
+            }
+            error
+        }
         Err(e) => Some(e),
     };
-    // A buffer that grew for a huge record is dropped, not kept: memory stays bounded
-    // by what the current object needs.
-    if buf.len() == DECODED_BUFFER {
-        SPARE_BUFFER.with(|spare| *spare.borrow_mut() = buf);
-    }
     ScanOutcome {
         stats: scanner.stats,
         error,
@@ -247,114 +255,6 @@ impl<'a, F: FnMut(u64, &[u8])> Scanner<'a, F> {
 
     fn slice<'b>(&self, buf: &'b [u8], from: u64, to: u64) -> &'b [u8] {
         &buf[(from - self.base) as usize..(to - self.base) as usize]
-    }
-
-    fn run<R: Read>(
-        &mut self,
-        stream: &mut DecodedStream<R>,
-        buf: &mut Vec<u8>,
-    ) -> Result<(), DecodeError> {
-        loop {
-            if self.filled == buf.len() {
-                self.make_room(buf)?;
-            }
-            let n = stream.read_decoded(&mut buf[self.filled..])?;
-            if n == 0 {
-                break;
-            }
-            self.filled += n;
-            self.stats.decoded_bytes += n as u64;
-            if self.stats.decoded_bytes > self.limits.max_decompressed_bytes {
-                return Err(DecodeError::TooLarge {
-                    limit: self.limits.max_decompressed_bytes,
-                });
-            }
-            let buf = &buf[..self.filled];
-            self.check_start(buf)?;
-            self.search_needles(buf);
-            self.scan_blocks(buf, false)?;
-            self.check_trailing(buf)?;
-        }
-        if self.stats.decoded_bytes == 0 {
-            return Err(DecodeError::Empty);
-        }
-        let buf = &buf[..self.filled];
-        self.check_start(buf)?;
-        self.scan_blocks(buf, true)?;
-        self.check_trailing(buf)?;
-        match self.root {
-            Root::NotYet => Err(DecodeError::Empty),
-            _ if self.carry.prev_in_string != 0 => Err(DecodeError::Truncated {
-                context: "a string",
-            }),
-            _ if self.carry.depth > 0 => Err(DecodeError::Truncated {
-                context: "an object or array",
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// The oldest stream offset still needed.
-    fn keep_from(&self) -> u64 {
-        let needed = match (self.root, self.carry.depth) {
-            (Root::Object, 1) => self.members_from,
-            (Root::Closed, _) => self.members_from,
-            (_, 2) if self.in_records => self.gap_from,
-            _ => self.record_from.unwrap_or(self.carry.scanned),
-        };
-        needed.min(self.carry.scanned)
-    }
-
-    /// Drops consumed bytes, or grows the buffer when one record fills it.
-    fn make_room(&mut self, buf: &mut Vec<u8>) -> Result<(), DecodeError> {
-        let keep = self.keep_from();
-        let drop = (keep - self.base) as usize;
-        if drop > 0 {
-            buf.copy_within(drop..self.filled, 0);
-            self.filled -= drop;
-            self.base = keep;
-        }
-        if self.filled == buf.len() {
-            let cap = self.limits.max_record_bytes.max(DECODED_BUFFER);
-            if buf.len() >= cap {
-                return Err(DecodeError::RecordTooLarge {
-                    offset: keep,
-                    limit: self.limits.max_record_bytes,
-                });
-            }
-            buf.resize((buf.len() * 2).min(cap), 0);
-        }
-        Ok(())
-    }
-
-    /// Searches the bytes decoded since the last search (plus the needle length
-    /// before them, for needles split across reads) for the literal needles.
-    /// Every hit found is at or after `scanned` (blocks stay `lookahead` bytes
-    /// behind the end), so the block loop meets them all in order.
-    fn search_needles(&mut self, buf: &[u8]) {
-        if self.prefilter.is_everything() {
-            return;
-        }
-        // Forget the hits already passed, so that the list only ever holds those
-        // in the buffer.
-        self.hits.drain(..self.next_hit);
-        self.next_hit = 0;
-        let from = self
-            .searched
-            .saturating_sub(self.lookahead as u64)
-            .max(self.base);
-        let end = self.end();
-        let haystack = self.slice(buf, from, end);
-        self.prefilter.find_all(haystack, from, &mut self.hits);
-        // Hits of several needles, or of a shorter needle found again in the
-        // overlap, must come out in order and once. (Hits already passed are all
-        // before the new ones, so sorting the pending ones sorts everything.)
-        let pending = &mut self.hits[self.next_hit..];
-        if pending.windows(2).any(|w| w[0] >= w[1]) {
-            pending.sort_unstable();
-            self.hits.dedup();
-        }
-        self.searched = end;
     }
 
     fn scan_blocks(&mut self, buf: &[u8], at_eof: bool) -> Result<(), DecodeError> {

@@ -144,6 +144,35 @@ fn needles_split_across_reads_are_found() {
     assert_eq!(outcome.stats.records, 3);
 }
 
+#[test]
+fn needles_are_found_at_every_offset_up_to_the_last_byte() {
+    let rules = crate::rule::RuleSet::embedded();
+    let prefilter = Prefilter::for_rules(&rules.rules);
+    let needle = prefilter.needles().next().unwrap().to_vec();
+    let needle = String::from_utf8(needle).unwrap();
+    let near_miss = &needle[..needle.len() - 1];
+    for pad in 0..140 {
+        let filler = "x".repeat(pad);
+        for (value, expected) in [(needle.as_str(), 1), (near_miss, 0)] {
+            // The needle ends the last record, then the document ends: its last
+            // bytes are in the stream's final, partial block.
+            let doc = format!(r#"{{"Records":[{{"a":1}},{{"b":"{filler}{value}"}}]}}"#);
+            let (recs, outcome) = candidates(doc.as_bytes(), &prefilter);
+            assert!(outcome.error.is_none(), "pad {pad}: {:?}", outcome.error);
+            assert_eq!(recs.len(), expected, "pad {pad}, {value}");
+            let mut found = 0;
+            let outcome = scan_records(
+                Chunks(doc.as_bytes(), pad % 7 + 1),
+                &prefilter,
+                &Limits::default(),
+                |_, _| found += 1,
+            );
+            assert!(outcome.error.is_none());
+            assert_eq!(found, expected, "pad {pad}, {value}, in chunks");
+        }
+    }
+}
+
 /// Documents with strings, escapes, backslash runs and brackets at every
 /// offset of a block, read whole and a few bytes at a time.
 fn tricky_documents() -> Vec<Vec<u8>> {
