@@ -12,6 +12,32 @@
 
 use super::BLOCK;
 
+/// Implements [`Kernel`] for a baseline kernel: one every CPU of its target runs
+/// (always available), with a safe `classify` in its module and the shift-based
+/// prefix XOR. SSE2, NEON and the portable kernel are such kernels.
+macro_rules! baseline_kernel {
+    ($kernel:ident, $name:literal) => {
+        impl super::Kernel for $kernel {
+            const NAME: &'static str = $name;
+
+            fn available() -> bool {
+                true
+            }
+
+            #[inline(always)]
+            unsafe fn classify(block: &[u8; super::BLOCK]) -> super::Masks {
+                classify(block)
+            }
+
+            #[inline(always)]
+            unsafe fn prefix_xor(x: u64) -> u64 {
+                super::prefix_xor_shifts(x)
+            }
+        }
+    };
+}
+use baseline_kernel;
+
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]

@@ -5,28 +5,12 @@ use std::arch::aarch64::{
     vreinterpretq_u64_u8,
 };
 
-use super::{prefix_xor_shifts, Kernel, Masks, BLOCK};
+use super::{Masks, BLOCK};
 
 /// NEON is part of every aarch64 CPU, so this kernel needs no detection.
 pub struct Neon;
 
-impl Kernel for Neon {
-    const NAME: &'static str = "neon";
-
-    fn available() -> bool {
-        true
-    }
-
-    #[inline(always)]
-    unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
-        classify(block)
-    }
-
-    #[inline(always)]
-    unsafe fn prefix_xor(x: u64) -> u64 {
-        prefix_xor_shifts(x)
-    }
-}
+super::baseline_kernel!(Neon, "neon");
 
 /// Bit i of each byte lane, to turn four compare results into 64 bits.
 const WEIGHTS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];

@@ -1,28 +1,12 @@
 //! The portable mask kernel: eight bytes at a time in a `u64` (SWAR), for targets
 //! without SSE2 or NEON, and tested everywhere.
 
-use super::{prefix_xor_shifts, Kernel, Masks, BLOCK};
+use super::{Masks, BLOCK};
 
 /// Plain integer arithmetic: runs on every CPU.
 pub struct Portable;
 
-impl Kernel for Portable {
-    const NAME: &'static str = "portable";
-
-    fn available() -> bool {
-        true
-    }
-
-    #[inline(always)]
-    unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
-        classify(block)
-    }
-
-    #[inline(always)]
-    unsafe fn prefix_xor(x: u64) -> u64 {
-        prefix_xor_shifts(x)
-    }
-}
+super::baseline_kernel!(Portable, "portable");
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;

@@ -4,28 +4,12 @@ use std::arch::x86_64::{
     __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
 };
 
-use super::{prefix_xor_shifts, Kernel, Masks, BLOCK};
+use super::{Masks, BLOCK};
 
 /// SSE2 is part of every x86_64 CPU, so this kernel needs no detection.
 pub struct Sse2;
 
-impl Kernel for Sse2 {
-    const NAME: &'static str = "sse2";
-
-    fn available() -> bool {
-        true
-    }
-
-    #[inline(always)]
-    unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
-        classify(block)
-    }
-
-    #[inline(always)]
-    unsafe fn prefix_xor(x: u64) -> u64 {
-        prefix_xor_shifts(x)
-    }
-}
+super::baseline_kernel!(Sse2, "sse2");
 
 /// The masks with four 16-byte compares per class.
 #[inline(always)]
