@@ -38,6 +38,37 @@ macro_rules! baseline_kernel {
 }
 use baseline_kernel;
 
+/// Implements [`Kernel`] for an x86_64 kernel picked at run time: `$available` is
+/// its feature check, the module's `classify` is compiled for those features, and
+/// the prefix XOR is the carry-less multiply (PCLMULQDQ is part of every such check).
+#[cfg(target_arch = "x86_64")]
+macro_rules! detected_kernel {
+    ($kernel:ident, $name:literal, $available:expr) => {
+        impl super::Kernel for $kernel {
+            const NAME: &'static str = $name;
+
+            fn available() -> bool {
+                $available
+            }
+
+            #[inline(always)]
+            unsafe fn classify(block: &[u8; super::BLOCK]) -> super::Masks {
+                // SAFETY: the caller checked `available` (the trait's contract), which
+                // holds every feature `classify` is compiled for.
+                unsafe { classify(block) }
+            }
+
+            #[inline(always)]
+            unsafe fn prefix_xor(x: u64) -> u64 {
+                // SAFETY: the caller checked `available`, which includes PCLMULQDQ.
+                unsafe { clmul_prefix_xor(x) }
+            }
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+use detected_kernel;
+
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -51,7 +82,7 @@ pub mod portable;
 pub mod sse2;
 
 /// The four byte-class masks of a 64-byte block: bit i describes `block[i]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Masks {
     pub quote: u64,
     pub backslash: u64,

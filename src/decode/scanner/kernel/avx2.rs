@@ -6,35 +6,21 @@ use std::arch::x86_64::{
     _mm256_set1_epi8, _mm_clmulepi64_si128, _mm_cvtsi128_si64, _mm_set1_epi8, _mm_set_epi64x,
 };
 
-use super::{Kernel, Masks, BLOCK};
+use super::{Masks, BLOCK};
 
 /// AVX2 with POPCNT, LZCNT, BMI1 and PCLMULQDQ (the scan loop is compiled with
 /// all of them, see the scanner's dispatch).
 pub struct Avx2;
 
-impl Kernel for Avx2 {
-    const NAME: &'static str = "avx2";
-
-    fn available() -> bool {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("popcnt")
-            && is_x86_feature_detected!("lzcnt")
-            && is_x86_feature_detected!("bmi1")
-            && is_x86_feature_detected!("pclmulqdq")
-    }
-
-    #[inline(always)]
-    unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
-        // SAFETY: the caller checked `available` (trait contract), which includes AVX2.
-        unsafe { classify(block) }
-    }
-
-    #[inline(always)]
-    unsafe fn prefix_xor(x: u64) -> u64 {
-        // SAFETY: the caller checked `available`, which includes PCLMULQDQ.
-        unsafe { clmul_prefix_xor(x) }
-    }
-}
+super::detected_kernel!(
+    Avx2,
+    "avx2",
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("popcnt")
+        && is_x86_feature_detected!("lzcnt")
+        && is_x86_feature_detected!("bmi1")
+        && is_x86_feature_detected!("pclmulqdq")
+);
 
 /// The masks with two 32-byte compares per class.
 ///

@@ -6,33 +6,18 @@ use std::arch::x86_64::{
 };
 
 use super::avx2::{clmul_prefix_xor, Avx2};
-use super::{Kernel, Masks, BLOCK};
+use super::{Masks, BLOCK};
 
 /// AVX-512F/BW on top of everything [`Avx2`] needs.
 pub struct Avx512;
 
-impl Kernel for Avx512 {
-    const NAME: &'static str = "avx512";
-
-    fn available() -> bool {
-        Avx2::available()
-            && is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-    }
-
-    #[inline(always)]
-    unsafe fn classify(block: &[u8; BLOCK]) -> Masks {
-        // SAFETY: the caller checked `available` (trait contract), which includes
-        // AVX-512F and AVX-512BW.
-        unsafe { classify(block) }
-    }
-
-    #[inline(always)]
-    unsafe fn prefix_xor(x: u64) -> u64 {
-        // SAFETY: the caller checked `available`, which includes PCLMULQDQ.
-        unsafe { clmul_prefix_xor(x) }
-    }
-}
+super::detected_kernel!(
+    Avx512,
+    "avx512",
+    Avx2::available()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+);
 
 /// The masks with one 64-byte compare per class.
 ///

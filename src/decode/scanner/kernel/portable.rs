@@ -28,12 +28,7 @@ fn eq_bits(word: u64, byte: u8) -> u64 {
 /// The masks, one 8-byte word at a time.
 #[inline(always)]
 pub fn classify(block: &[u8; BLOCK]) -> Masks {
-    let mut m = Masks {
-        quote: 0,
-        backslash: 0,
-        open: 0,
-        close: 0,
-    };
+    let mut m = Masks::default();
     for (n, chunk) in block.chunks_exact(8).enumerate() {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(chunk);

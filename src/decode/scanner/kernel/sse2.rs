@@ -14,12 +14,7 @@ super::baseline_kernel!(Sse2, "sse2");
 /// The masks with four 16-byte compares per class.
 #[inline(always)]
 pub fn classify(block: &[u8; BLOCK]) -> Masks {
-    let mut m = Masks {
-        quote: 0,
-        backslash: 0,
-        open: 0,
-        close: 0,
-    };
+    let mut m = Masks::default();
     // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are
     // always available; each unaligned load reads 16 bytes at offset 0, 16,
     // 32 or 48 of a 64-byte array.
