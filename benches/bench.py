@@ -183,6 +183,8 @@ def main():
     line("Python json.loads + rule MB/s", lambda size, s: f"{mbps(size, s['python']):.0f}")
     line("speed-up over Python", lambda size, s: f"{median_wall(s['python']) / median_wall(s['scan']):.0f}x")
 
+    two_core_figures(args, corpora["large"], rows["large"][1])
+
     print()
     print(f"peak RSS, scan of the large file ({rows['large'][1] / 1e6:.0f} MB): "
           f"{peak_rss_mib(scan + corpora['large']):.1f} MiB")
@@ -193,6 +195,31 @@ def main():
           f"{median_wall(startup) * 1000:.1f} ms wall, {median_cpu(startup) * 1000:.1f} ms CPU")
     size = os.path.getsize(args.bin)
     print(f"release binary (stripped): {size / 2**20:.1f} MiB ({size} bytes)")
+
+
+def two_core_figures(args, files, size):
+    """The large file on two cores: the scan decodes a streamed object on a second
+    thread when a core is free; shown beside the same scan with that thread off and
+    the zlib-rs decode, wall and CPU, so both the gain and its cost are visible."""
+    if len(os.sched_getaffinity(0)) < 2:
+        print("\ntwo cores: not available to this process (affinity), skipped")
+        return
+    two = ["taskset", "-c", "0,1"]
+    scan = [args.bin, "scan", "--format", "json", "--jobs", "1", "--no-progress"]
+    samples = measure({
+        "thread": two + scan + files,
+        "no-thread": two + ["env", "TRAILWATCH_DECODE_THREAD=off"] + scan + files,
+        "decode": two + [args.decode, "--zlib-rs"] + files,
+    }, args.runs)
+    print(f"\ntwo cores (taskset -c 0,1), large file, medians of {args.runs} alternating runs:")
+    print(f"{'':44}{'wall s':>10}{'CPU s':>10}{'MB/s':>8}{'/decode wall':>14}{'/decode CPU':>13}")
+    for name, label in (("thread", "scan, decoding thread on"),
+                        ("no-thread", "scan, TRAILWATCH_DECODE_THREAD=off"),
+                        ("decode", "decode only, zlib-rs MultiGzDecoder")):
+        ratio = [statistics.median(s[f] / d[f] for s, d in zip(samples[name], samples["decode"]))
+                 for f in (0, 1)]
+        print(f"{label:44}{median_wall(samples[name]):>10.3f}{median_cpu(samples[name]):>10.3f}"
+              f"{size / 1e6 / median_wall(samples[name]):>8.0f}{ratio[0]:>14.3f}{ratio[1]:>13.3f}")
 
 
 if __name__ == "__main__":
