@@ -285,16 +285,10 @@ impl<R: BufRead> Read for GzipDecoder<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flate2::write::GzEncoder;
+    use crate::decode::test_gzip as gzip;
     use flate2::{Compression, GzBuilder};
     use proptest::prelude::*;
     use std::io::Write;
-
-    fn gzip(bytes: &[u8]) -> Vec<u8> {
-        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
-        enc.write_all(bytes).unwrap();
-        enc.finish().unwrap()
-    }
 
     /// A member with every optional header field, FHCRC included.
     fn gzip_with_fields(bytes: &[u8]) -> Vec<u8> {

@@ -159,3 +159,12 @@ impl<R: Read> DecodedStream<R> {
         }
     }
 }
+
+/// One gzip member of `bytes` (flate2's encoder, fast level), for the decoder tests.
+#[cfg(test)]
+pub(crate) fn test_gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("writing to a Vec");
+    encoder.finish().expect("finishing into a Vec")
+}

@@ -379,15 +379,7 @@ fn decode_thread(input: Receiver<Input>, output: Sender<Output>, free: Receiver<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flate2::write::GzEncoder;
-    use flate2::Compression;
-    use std::io::Write;
-
-    fn gzip(bytes: &[u8]) -> Vec<u8> {
-        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
-        enc.write_all(bytes).unwrap();
-        enc.finish().unwrap()
-    }
+    use crate::decode::test_gzip as gzip;
 
     /// Decodes `object` on a second thread (whatever the cores), `prefix_len`
     /// bytes of it given as already read, in reads of `chunk` bytes.

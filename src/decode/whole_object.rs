@@ -312,15 +312,7 @@ impl Drop for Inflater {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flate2::write::GzEncoder;
-    use flate2::Compression;
-    use std::io::Write;
-
-    fn gzip(bytes: &[u8]) -> Vec<u8> {
-        let mut enc = GzEncoder::new(Vec::new(), Compression::default());
-        enc.write_all(bytes).unwrap();
-        enc.finish().unwrap()
-    }
+    use crate::decode::test_gzip as gzip;
 
     fn read_all(stream: &mut DecodedStream<&[u8]>) -> Vec<u8> {
         let mut out = Vec::new();
