@@ -160,6 +160,16 @@ impl<R: Read> DecodedStream<R> {
     }
 }
 
+/// `Read::read` for a reader whose own buffer is the source of truth: copy what
+/// `fill_buf` holds, then consume it.
+fn read_through_buffer(reader: &mut impl BufRead, buf: &mut [u8]) -> std::io::Result<usize> {
+    let available = reader.fill_buf()?;
+    let n = available.len().min(buf.len());
+    buf[..n].copy_from_slice(&available[..n]);
+    reader.consume(n);
+    Ok(n)
+}
+
 /// One gzip member of `bytes` (flate2's encoder, fast level), for the decoder tests.
 #[cfg(test)]
 pub(crate) fn test_gzip(bytes: &[u8]) -> Vec<u8> {
