@@ -189,11 +189,6 @@ impl<R: BufRead> GzipDecoder<R> {
         }
     }
 
-    /// The reader of the compressed bytes, for a decoder that has not read yet.
-    pub fn into_inner(self) -> R {
-        self.inner
-    }
-
     /// Decodes into `into` until some bytes come out or the body ends; returns the
     /// bytes written.
     fn inflate_some(&mut self, into: &mut [u8]) -> io::Result<usize> {

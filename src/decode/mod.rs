@@ -96,7 +96,7 @@ pub fn open_stream<R: Read>(raw: R) -> Result<DecodedStream<R>, DecodeError> {
         return Err(DecodeError::Empty);
     }
     if head.starts_with(&GZIP_MAGIC) || head == &GZIP_MAGIC[..1] {
-        return Ok(piped::offload(whole_object::open(raw)));
+        return Ok(whole_object::open(raw));
     }
     // A UTF-8 byte-order mark before a plain JSON document (editors and some
     // exporters write one) is not part of the JSON text: RFC 8259 §8.1 lets a

@@ -32,7 +32,6 @@ use std::sync::OnceLock;
 use std::thread::JoinHandle;
 
 use super::gzip::GzipDecoder;
-use super::DecodedStream;
 
 /// Decoded buffers in flight between the two threads.
 pub const RING: usize = 4;
@@ -101,24 +100,6 @@ impl Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         BUSY.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A gzip object [`super::whole_object::open`] has just decided to stream (it is
-/// too large to decode whole), moved to a decoding thread when a core is free.
-pub fn offload<R: Read>(stream: DecodedStream<R>) -> DecodedStream<R> {
-    let DecodedStream::Gzip(gz) = stream else {
-        return stream;
-    };
-    let (prefix, pending, rest) = match gz.into_inner().into_parts() {
-        Ok(parts) => parts,
-        Err(prefixed) => return DecodedStream::Gzip(Box::new(GzipDecoder::new(prefixed))),
-    };
-    match PipedDecoder::start(prefix, pending, rest) {
-        Ok(piped) => DecodedStream::Piped(Box::new(piped)),
-        Err((prefix, pending, rest)) => DecodedStream::Gzip(Box::new(GzipDecoder::new(
-            super::whole_object::Prefixed::new(prefix, pending, rest),
-        ))),
     }
 }
 

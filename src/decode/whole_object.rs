@@ -78,13 +78,20 @@ pub fn open<R: Read>(mut raw: BufReader<R>) -> DecodedStream<R> {
             });
         }
         DECODED.with(|spare| *spare.borrow_mut() = decoded);
+    } else {
+        // Too large to decode whole (or its read failed): streamed, on a second
+        // thread when a core is free for it. A small object libdeflate refused
+        // stays on this thread, where its error is found at once.
+        match super::piped::PipedDecoder::start(prefix, pending_error, raw) {
+            Ok(piped) => return DecodedStream::Piped(Box::new(piped)),
+            Err(parts) => (prefix, pending_error, raw) = parts,
+        }
     }
     DecodedStream::Gzip(Box::new(GzipDecoder::new(Prefixed {
         prefix,
         pos: 0,
         pending_error,
-        rest: Some(raw),
-        complete: ended,
+        rest: raw,
     })))
 }
 
@@ -180,41 +187,7 @@ pub struct Prefixed<R> {
     pos: usize,
     /// A read error met while reading the prefix, returned once the prefix is used.
     pending_error: Option<io::Error>,
-    /// `None` only once taken by [`Prefixed::into_parts`].
-    rest: Option<BufReader<R>>,
-    /// The whole object is in `prefix` (and it is small, or damaged).
-    complete: bool,
-}
-
-impl<R> Prefixed<R> {
-    /// The parts [`Prefixed::into_parts`] took, put back.
-    pub fn new(prefix: Vec<u8>, pending_error: Option<io::Error>, rest: BufReader<R>) -> Self {
-        Prefixed {
-            prefix,
-            pos: 0,
-            pending_error,
-            rest: Some(rest),
-            complete: false,
-        }
-    }
-
-    /// The object's bytes read so far, the read error met after them and the rest
-    /// of it, when it is larger than the prefix and nothing has been consumed yet:
-    /// for a decoder that reads it elsewhere ([`super::piped`]).
-    #[allow(clippy::type_complexity)]
-    pub fn into_parts(mut self) -> Result<(Vec<u8>, Option<io::Error>, BufReader<R>), Self> {
-        if self.complete || self.pos > 0 {
-            return Err(self);
-        }
-        match self.rest.take() {
-            Some(rest) => Ok((
-                std::mem::take(&mut self.prefix),
-                self.pending_error.take(),
-                rest,
-            )),
-            None => Err(self),
-        }
-    }
+    rest: BufReader<R>,
 }
 
 impl<R: Read> Read for Prefixed<R> {
@@ -231,17 +204,14 @@ impl<R: Read> BufRead for Prefixed<R> {
         if let Some(e) = self.pending_error.take() {
             return Err(e);
         }
-        match &mut self.rest {
-            Some(rest) => rest.fill_buf(),
-            None => Ok(&[]),
-        }
+        self.rest.fill_buf()
     }
 
     fn consume(&mut self, amount: usize) {
         if self.pos < self.prefix.len() {
             self.pos = (self.pos + amount).min(self.prefix.len());
-        } else if let Some(rest) = &mut self.rest {
-            rest.consume(amount);
+        } else {
+            self.rest.consume(amount);
         }
     }
 }
@@ -397,7 +367,11 @@ mod tests {
         let object = gzip(&text);
         assert!(object.len() > WHOLE_OBJECT_MAX_COMPRESSED);
         let mut stream = open_slice(&object);
-        assert!(matches!(stream, DecodedStream::Gzip(_)));
+        // Streamed: on this thread, or on a second one when a core is free.
+        assert!(matches!(
+            stream,
+            DecodedStream::Gzip(_) | DecodedStream::Piped(_)
+        ));
         assert_eq!(read_all(&mut stream), text);
     }
 
