@@ -95,7 +95,7 @@ def run_scan(binary, target, env):
         env=env, capture_output=True, text=True,
     )
     wall = time.perf_counter() - started
-    if proc.returncode not in (0,):
+    if proc.returncode != 0:
         sys.exit(f"scan {target} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     alerts = sorted(json.loads(line).get("eventId", "") for line in proc.stdout.splitlines() if line.strip())
     return wall, alerts
