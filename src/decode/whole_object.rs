@@ -48,25 +48,16 @@ pub fn open<R: Read>(mut raw: BufReader<R>) -> DecodedStream<R> {
     let mut prefix = COMPRESSED.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
     prefix.clear();
     let mut pending_error = None;
-    let mut ended = false;
-    while prefix.len() <= WHOLE_OBJECT_MAX_COMPRESSED {
-        let available = match raw.fill_buf() {
-            Ok(available) => available,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                // Reported when the stream reaches it, after the bytes before it.
-                pending_error = Some(e);
-                break;
-            }
-        };
-        if available.is_empty() {
-            ended = true;
-            break;
-        }
-        let n = available.len();
-        prefix.extend_from_slice(available);
-        raw.consume(n);
+    // One byte past the cut-off tells "larger" from "ends there". The reads go
+    // straight into `prefix` (the reader's buffer is bypassed once it is drained),
+    // so the compressed bytes are copied once.
+    let limit = WHOLE_OBJECT_MAX_COMPRESSED as u64 + 1;
+    if let Err(e) = raw.by_ref().take(limit).read_to_end(&mut prefix) {
+        // Reported when the stream reaches it, after the bytes before it (which
+        // `read_to_end` keeps).
+        pending_error = Some(e);
     }
+    let ended = pending_error.is_none() && prefix.len() <= WHOLE_OBJECT_MAX_COMPRESSED;
     if ended {
         let mut decoded = DECODED.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
         if let Some(len) = decode_members(&prefix, &mut decoded) {
@@ -395,5 +386,78 @@ mod tests {
         assert!(error
             .to_string()
             .starts_with("gzip stream is corrupt or truncated"));
+    }
+
+    /// Yields its bytes a few at a time, with one `Interrupted` on the way, then
+    /// ends, or fails with a reset connection.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        reads: usize,
+        fails: bool,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            if self.reads == 2 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            if self.bytes.is_empty() && self.fails {
+                return Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"));
+            }
+            let n = self.bytes.len().min(buf.len()).min(1000);
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_still_decodes_a_small_object_whole() {
+        let text = b"{\"eventName\":\"GetObject\"},".repeat(4000);
+        let object = gzip(&text);
+        let reader = Trickle {
+            bytes: &object,
+            reads: 0,
+            fails: false,
+        };
+        let mut stream = open(BufReader::with_capacity(64, reader));
+        assert!(matches!(stream, DecodedStream::Whole(_)));
+        let mut buf = vec![0u8; 4096];
+        let mut out = Vec::new();
+        while let n @ 1.. = stream.read_decoded(&mut buf).unwrap() {
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, text);
+    }
+
+    #[test]
+    fn a_read_error_in_a_small_object_comes_after_the_bytes_before_it() {
+        let text = b"{\"eventName\":\"GetObject\"},".repeat(4000);
+        let object = gzip(&text);
+        let reader = Trickle {
+            bytes: &object[..object.len() / 2],
+            reads: 0,
+            fails: true,
+        };
+        let mut stream = open(BufReader::with_capacity(64, reader));
+        assert!(matches!(
+            stream,
+            DecodedStream::Gzip(_) | DecodedStream::Piped(_)
+        ));
+        let mut buf = vec![0u8; 4096];
+        let mut out = Vec::new();
+        let error = loop {
+            match stream.read_decoded(&mut buf) {
+                Ok(0) => panic!("a failed read must be reported"),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => break e,
+            }
+        };
+        assert!(!out.is_empty() && text.starts_with(&out));
+        assert!(
+            matches!(&error, super::super::DecodeError::Io(e) if e.kind() == io::ErrorKind::ConnectionReset),
+            "{error}"
+        );
     }
 }
