@@ -271,13 +271,29 @@ mod tests {
     use super::*;
     use crate::decode::test_gzip as gzip;
 
-    fn read_all(stream: &mut DecodedStream<&[u8]>) -> Vec<u8> {
+    fn read_all<R: Read>(stream: &mut DecodedStream<R>) -> Vec<u8> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 1000];
         loop {
             match stream.read_decoded(&mut buf).unwrap() {
                 0 => return out,
                 n => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// The bytes a stream delivers before it fails, and the failure; a stream that
+    /// ends cleanly fails the test.
+    fn read_to_error<R: Read>(
+        stream: &mut DecodedStream<R>,
+    ) -> (Vec<u8>, super::super::DecodeError) {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            match stream.read_decoded(&mut buf) {
+                Ok(0) => panic!("the stream must fail, not end"),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return (out, e),
             }
         }
     }
@@ -373,23 +389,15 @@ mod tests {
         let truncated = &whole[..whole.len() * 3 / 4];
         let mut stream = open_slice(truncated);
         assert!(matches!(stream, DecodedStream::Gzip(_)));
-        let mut buf = vec![0u8; 4096];
-        let mut got = 0;
-        let error = loop {
-            match stream.read_decoded(&mut buf) {
-                Ok(0) => panic!("a truncated object must fail"),
-                Ok(n) => got += n,
-                Err(e) => break e,
-            }
-        };
-        assert!(got > 0, "bytes before the cut are delivered");
+        let (out, error) = read_to_error(&mut stream);
+        assert!(!out.is_empty(), "bytes before the cut are delivered");
         assert!(error
             .to_string()
             .starts_with("gzip stream is corrupt or truncated"));
     }
 
-    /// Yields its bytes a few at a time, with one `Interrupted` on the way, then
-    /// ends, or fails with a reset connection.
+    /// Yields its bytes at most 1000 at a time, `Interrupted` on the second read,
+    /// then ends, or fails with a reset connection.
     struct Trickle<'a> {
         bytes: &'a [u8],
         reads: usize,
@@ -423,12 +431,7 @@ mod tests {
         };
         let mut stream = open(BufReader::with_capacity(64, reader));
         assert!(matches!(stream, DecodedStream::Whole(_)));
-        let mut buf = vec![0u8; 4096];
-        let mut out = Vec::new();
-        while let n @ 1.. = stream.read_decoded(&mut buf).unwrap() {
-            out.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(out, text);
+        assert_eq!(read_all(&mut stream), text);
     }
 
     #[test]
@@ -445,15 +448,7 @@ mod tests {
             stream,
             DecodedStream::Gzip(_) | DecodedStream::Piped(_)
         ));
-        let mut buf = vec![0u8; 4096];
-        let mut out = Vec::new();
-        let error = loop {
-            match stream.read_decoded(&mut buf) {
-                Ok(0) => panic!("a failed read must be reported"),
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) => break e,
-            }
-        };
+        let (out, error) = read_to_error(&mut stream);
         assert!(!out.is_empty() && text.starts_with(&out));
         assert!(
             matches!(&error, super::super::DecodeError::Io(e) if e.kind() == io::ErrorKind::ConnectionReset),
