@@ -42,14 +42,14 @@ if [ ! -f "$corpus/.done" ]; then
 fi
 files=$(find "$corpus" -name '*.json.gz' | sort)
 echo "arm64 under qemu-user (emulated: not Graviton speed), $(echo "$files" | wc -l) files:"
+# Everything but the timing must agree: bytes decoded, candidates found.
+strip() { sed -E 's/ elapsed=[^ ]+ throughput=[^ ]+//'; }
 status=0
 for mode in --zlib-rs --stream --libdeflate --scan; do
     # shellcheck disable=SC2086
     got=$($emulated/decode_only $mode $files)
     # shellcheck disable=SC2086
     want=$("$native/decode_only" $mode $files)
-    # Everything but the timing must agree: bytes decoded, candidates found.
-    strip() { sed -E 's/ elapsed=[^ ]+ throughput=[^ ]+//'; }
     if [ "$(echo "$got" | strip)" = "$(echo "$want" | strip)" ]; then
         printf '  %-13s %s\n' "$mode" "$got"
     else
