@@ -37,8 +37,8 @@ use super::gzip::GzipDecoder;
 /// than the inflater, so the ring is nearly always empty and a buffer is rewritten
 /// right after the other core has read it. With four buffers (1 MiB) the inflater's
 /// stores then hit lines still held by the other core's 2 MiB L2, and the piped
-/// decode took 25-40% longer than decoding on one thread; with 4 MiB, the lines have
-/// left that cache and it takes 3-7% longer (`decode_only` on the large file, 2 cores,
+/// decode took 40-60% longer than decoding on one thread; with 4 MiB, the lines have
+/// left that cache and it takes 6-13% longer (`decode_only` on the large file, 2 cores,
 /// `benches/RESULTS.md`). 8 MiB was no better.
 pub const RING: usize = 16;
 /// Size of each decoded buffer: the scanner's read size.
