@@ -7,8 +7,9 @@
 //! FILE...` prints the decompressed bytes, the elapsed time and MB/s.
 //! - no option: what the scan decodes with (`decode::open_stream`: small objects
 //!   whole with libdeflate, larger ones streamed, on a second thread when a core
-//!   is free for it: pin to one core or set `TRAILWATCH_DECODE_THREAD=off` for
-//!   the single-threaded figure), into one reused buffer;
+//!   is free for it beside this one, as in the scan: pin to one core or set
+//!   `TRAILWATCH_DECODE_THREAD=off` for the single-threaded figure), into one
+//!   reused buffer;
 //! - `--zlib-rs`: flate2's `MultiGzDecoder` over zlib-rs, streamed;
 //! - `--stream`: our gzip framing over zlib-rs (`decode::gzip`), streamed, whatever
 //!   the size;
@@ -24,6 +25,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use trailwatch::decode::gzip::GzipDecoder;
+use trailwatch::decode::piped::Busy;
 use trailwatch::decode::whole_object::decode_in_memory;
 use trailwatch::decode::{
     open_stream, scan_records, DecodeError, Limits, Prefilter, DECODED_BUFFER,
@@ -165,6 +167,9 @@ fn decode_scanned(
     hits: &mut Vec<u64>,
     search: bool,
 ) -> Result<(u64, u64), DecodeError> {
+    // Counted as a running scan, as `scan_records` is, so that the decoding thread
+    // starts only when a core is free beside this one (never when pinned to one).
+    let _busy = Busy::scan();
     let mut stream = open_stream(file)?;
     let (mut total, mut found) = (0u64, 0u64);
     loop {
