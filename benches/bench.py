@@ -8,6 +8,12 @@ what the scan itself decodes with (libdeflate for small objects, streaming above
 the cut-off). The scan/decode time ratios are per-pair medians against the first
 and against libdeflate.
 
+The floor: the scan's decoder plus the rules' needle search (`decode_only --search`)
+is what any exact scan must spend at least, since it has to decode every byte and
+look for the needles. What is left of a target after the floor is the time the
+rest of the scan (the structure of the JSON, the candidates, the CLI) may take; the
+bench prints it as the speed that part would need, next to the speed it has.
+
 Called by `benches/run.sh` (which generates the corpus and builds the binaries):
 
     bench.py --bin target/release/trailwatch --decode target/release/examples/decode_only \
@@ -117,7 +123,7 @@ def main():
     decode = pin + [args.decode]
     # name -> decode_only option; "decode" (the reference) is zlib-rs MultiGzDecoder.
     decoders = {"decode": "--zlib-rs", "stream": "--stream", "libdeflate-mem": "--libdeflate",
-                "scan-decoder": None}
+                "scan-decoder": None, "floor": "--search"}
     corpora = {
         "large": files_of(args.large),
         "small": files_of(args.small),
@@ -174,6 +180,18 @@ def main():
     line("scan/zlib-rs decode time, CPU", lambda size, s: f"{pair_ratio(s, 1):.3f}")
     line("scan/libdeflate decode time, wall", lambda size, s: f"{pair_ratio(s, 0, 'libdeflate-mem'):.3f}")
     line("scan/libdeflate decode time, CPU", lambda size, s: f"{pair_ratio(s, 1, 'libdeflate-mem'):.3f}")
+    line("floor (scan's decoder + needle search) MB/s", lambda size, s: f"{mbps(size, s['floor']):.0f}")
+    line("floor/zlib-rs decode time, wall", lambda size, s: f"{median_wall(s['floor']) / median_wall(s['decode']):.3f}")
+    line("floor/libdeflate decode time, wall", lambda size, s: f"{median_wall(s['floor']) / median_wall(s['libdeflate-mem']):.3f}")
+
+    def rest_speed(size, samples, budget):
+        """GB/s the scan beyond the floor runs at (or would need, for a budget)."""
+        left = budget - median_wall(samples["floor"])
+        return f"{size / 1e9 / left:.0f}" if left > 0 else "none left"
+
+    line("rest of the scan, GB/s: measured", lambda size, s: rest_speed(size, s, median_wall(s["scan"])))
+    line("  needed for 1.0x zlib-rs", lambda size, s: rest_speed(size, s, median_wall(s["decode"])))
+    line("  needed for 1.15x libdeflate", lambda size, s: rest_speed(size, s, 1.15 * median_wall(s["libdeflate-mem"])))
     line("gzip -dc MB/s", lambda size, s: f"{mbps(size, s['gzip']):.0f}")
     if libdeflate:
         line("libdeflate-gunzip MB/s", lambda size, s: f"{mbps(size, s['libdeflate']):.0f}")
