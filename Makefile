@@ -36,9 +36,10 @@ fmt:
 clippy:
 	cargo clippy --all-targets -- -D warnings
 
-template: venv-template ## Lint template.yaml (cfn-lint, sam validate --lint)
-	cfn-lint template.yaml
+template: venv-template ## Lint template.yaml and deploy/*.yaml (cfn-lint, sam validate --lint)
+	cfn-lint template.yaml deploy/*.yaml
 	$(SAM_ENV) sam validate --lint --region us-east-1 -t template.yaml
+	for t in deploy/*.yaml; do $(SAM_ENV) sam validate --lint --region us-east-1 -t $$t || exit 1; done
 
 # `cargo test` builds three test binaries (library, binary, tests/it); clippy
 # --all-targets already compiles the examples and the benchmark.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::dedup::Rollup;
-use crate::detect::Match;
+use crate::detect::{DeliveryPath, Match};
 use crate::rule::{lookup, RollupSpec, RowContent, Rule, Severity};
 use crate::text::truncate_marked;
 use crate::time::format_ms;
@@ -101,6 +101,11 @@ pub struct AlertDocument {
     #[serde(flatten)]
     pub context: Map<String, Value>,
     pub source: String,
+    /// How the record arrived: `s3` (a log file) or `eventbridge` (real time).
+    pub path: DeliveryPath,
+    /// Publication time minus the record's `eventTime`, in milliseconds; `null`
+    /// when the record has no valid `eventTime`.
+    pub alert_latency_ms: Option<u64>,
     /// The matched record as it was, or absent when too large for SNS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<Box<RawValue>>,
@@ -391,13 +396,37 @@ pub fn subject_line(severity: Severity, text: &str) -> String {
     }
 }
 
-/// Builds the alert for a match that opened (or stands outside) a window.
+/// Milliseconds from the record's `eventTime` to `published_ms` (0 for a clock
+/// behind the event's), or `None` without a valid `eventTime`.
+pub fn alert_latency_ms(record: &Value, published_ms: i64) -> Option<u64> {
+    let event_ms = record
+        .get("eventTime")
+        .and_then(Value::as_str)
+        .and_then(crate::time::parse_event_time)?;
+    Some(published_ms.saturating_sub(event_ms).max(0) as u64)
+}
+
+/// Builds the alert for a match that opened (or stands outside) a window, to be
+/// published now.
 pub fn build_alert(
     rule: &Rule,
     m: &Match,
     dedup_key: &str,
     window_start_ms: i64,
     window_ms: i64,
+) -> Notification {
+    let now = crate::time::now_ms();
+    build_alert_at(rule, m, dedup_key, window_start_ms, window_ms, now)
+}
+
+/// [`build_alert`] for a publication at `published_ms` (its `alertLatencyMs`).
+pub fn build_alert_at(
+    rule: &Rule,
+    m: &Match,
+    dedup_key: &str,
+    window_start_ms: i64,
+    window_ms: i64,
+    published_ms: i64,
 ) -> Notification {
     let record = &m.record;
     let (severity, reason) = rule.severity_for(record);
@@ -427,6 +456,8 @@ pub fn build_alert(
         user_agent: text("userAgent"),
         context,
         source: m.source.clone(),
+        path: m.path,
+        alert_latency_ms: alert_latency_ms(record, published_ms),
         event: Some(m.raw.clone()),
         event_omitted: false,
         parse_warnings: m.parse_warnings.clone(),

@@ -12,6 +12,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -39,6 +40,33 @@ pub struct Match {
     /// Parsed `eventTime` (milliseconds since the epoch), when present and valid.
     pub event_time_ms: Option<i64>,
     pub event_id: String,
+    /// How the record reached trailwatch.
+    pub path: DeliveryPath,
+}
+
+/// How a record reached trailwatch: in a CloudTrail log file (delivered to S3, or a
+/// local copy of one), or on its own in an EventBridge "AWS API Call via
+/// CloudTrail" event, seconds after the call. Alerts carry it (`"path"`), and the
+/// alert latency metric is dimensioned by it, so the gain of the real-time path can
+/// be read off a dashboard.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryPath {
+    #[default]
+    S3,
+    EventBridge,
+}
+
+impl DeliveryPath {
+    /// The name alerts and metrics use: `s3` or `eventbridge`.
+    pub fn label(self) -> &'static str {
+        match self {
+            DeliveryPath::S3 => "s3",
+            DeliveryPath::EventBridge => "eventbridge",
+        }
+    }
 }
 
 impl Match {
@@ -149,6 +177,57 @@ impl Detector {
         }
     }
 
+    // ---- one record delivered on its own (EventBridge) ----------------------------
+
+    /// Evaluates one CloudTrail record that arrived on its own (the `detail` of an
+    /// EventBridge "AWS API Call via CloudTrail" event) exactly as a record of a log
+    /// file: the same candidate parse (strict, then repaired) and the same rules, so
+    /// both paths decide alike. `json` is the record's text, kept as the alert's
+    /// `event`. Every record is evaluated (the needle prefilter only saves work on
+    /// files). A `detail` that is not a JSON object is skipped and counted, as a
+    /// non-object element of `Records` is.
+    pub fn detect_record(&self, json: &[u8], source: &str) -> ObjectReport {
+        let mut report = ObjectReport {
+            source: source.to_owned(),
+            matches: Vec::new(),
+            stats: ScanStats {
+                decoded_bytes: json.len() as u64,
+                ..ScanStats::default()
+            },
+            invalid_records: 0,
+            lenient_records: 0,
+            error: None,
+        };
+        let first = json.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            report.stats.non_object_records = 1;
+            tracing::warn!(source, "record is not a JSON object, skipped");
+            return report;
+        }
+        report.stats.records = 1;
+        report.stats.candidates = 1;
+        match parse_candidate(json, 0) {
+            Ok(candidate) => {
+                if !candidate.warnings.is_empty() {
+                    report.lenient_records = 1;
+                    tracing::warn!(source, warnings = ?candidate.warnings, "record evaluated after a lenient parse");
+                }
+                self.evaluate(candidate, source, 0, &mut report.matches);
+            }
+            Err(e) => {
+                report.invalid_records = 1;
+                report.error = Some(DecodeError::Syntax {
+                    offset: e.column() as u64,
+                    message: format!("invalid record: {e}"),
+                });
+            }
+        }
+        for m in &mut report.matches {
+            m.path = DeliveryPath::EventBridge;
+        }
+        report
+    }
+
     fn evaluate(&self, candidate: Candidate, source: &str, offset: u64, out: &mut Vec<Match>) {
         let record = candidate.record;
         let matching: Vec<usize> = (0..self.rules.rules.len())
@@ -178,6 +257,7 @@ impl Detector {
                 offset,
                 event_time_ms,
                 event_id: event_id.clone(),
+                path: DeliveryPath::S3,
             });
         }
     }
@@ -381,6 +461,54 @@ mod tests {
         assert_eq!(report.matches.len(), 1);
         assert_eq!(report.matches[0].raw.get(), POSITIVE);
         assert!(report.matches[0].parse_warnings.is_empty());
+    }
+
+    #[test]
+    fn a_record_delivered_alone_matches_as_in_a_file() {
+        let detector = detector();
+        let alone = detector.detect_record(POSITIVE.as_bytes(), "eventbridge:us-east-1:x");
+        let in_file = detector.detect(format!(r#"{{"Records":[{POSITIVE}]}}"#).as_bytes(), "t");
+        assert!(alone.error.is_none());
+        assert_eq!(alone.matches.len(), 1);
+        let (a, f) = (&alone.matches[0], &in_file.matches[0]);
+        assert_eq!(a.raw.get(), f.raw.get());
+        assert_eq!(
+            (&a.event_id, a.event_time_ms),
+            (&f.event_id, f.event_time_ms)
+        );
+        assert_eq!(a.path, DeliveryPath::EventBridge);
+        assert_eq!(f.path, DeliveryPath::S3);
+        assert_eq!(a.source, "eventbridge:us-east-1:x");
+        assert_eq!((alone.stats.records, alone.stats.candidates), (1, 1));
+
+        let failed = POSITIVE.replace("\"eventID\"", "\"errorCode\":\"AccessDenied\",\"eventID\"");
+        assert!(detector
+            .detect_record(failed.as_bytes(), "e")
+            .matches
+            .is_empty());
+        let other = r#"{"eventSource":"rds.amazonaws.com","eventName":"DescribeDBSnapshots"}"#;
+        let report = detector.detect_record(other.as_bytes(), "e");
+        assert!(report.matches.is_empty() && report.error.is_none());
+        assert_eq!(report.stats.records, 1);
+    }
+
+    #[test]
+    fn a_bad_record_delivered_alone_is_reported_like_one_in_a_file() {
+        let detector = detector();
+        for not_an_object in ["\"text\"", "[1]", "null", "  "] {
+            let report = detector.detect_record(not_an_object.as_bytes(), "e");
+            assert_eq!(report.stats.non_object_records, 1, "{not_an_object}");
+            assert_eq!(report.stats.records, 0);
+            assert!(report.error.is_none() && report.matches.is_empty());
+        }
+        let invalid = with_defect("tru");
+        let report = detector.detect_record(invalid.as_bytes(), "eventbridge:us-east-1:x");
+        assert_eq!(report.invalid_records, 1);
+        let error = report.error.unwrap().to_string();
+        assert!(error.contains("invalid record: expected ident"), "{error}");
+        let lenient = detector.detect_record(with_defect(r#""\udc00x""#).as_bytes(), "e");
+        assert_eq!((lenient.lenient_records, lenient.matches.len()), (1, 1));
+        assert!(!lenient.matches[0].parse_warnings.is_empty());
     }
 
     #[test]

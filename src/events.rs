@@ -75,7 +75,41 @@ pub fn invocation_summary(trigger: &str, c: &Counters, errors: usize, started: I
     );
     if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
         println!("{}", emf_metrics(c, errors as u64));
+        for line in alert_latency_metrics(c) {
+            println!("{line}");
+        }
     }
+}
+
+// ---- alert latency by delivery path ------------------------------------------------
+
+/// Values one EMF metric may carry in one document (CloudWatch's limit).
+const EMF_MAX_VALUES: usize = 100;
+
+/// `AlertLatencyMs` in Embedded Metric Format, with the delivery path (`s3`,
+/// `eventbridge`) as the `Path` dimension: one document per path (a document has
+/// one value per dimension) holding every published alert's latency, so a
+/// dashboard shows percentiles of what the real-time path buys. None without alerts.
+pub fn alert_latency_metrics(c: &Counters) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (path, latencies) in &c.alert_latency_ms {
+        for chunk in latencies.chunks(EMF_MAX_VALUES) {
+            let doc = json!({
+                "_aws": {
+                    "Timestamp": now_ms(),
+                    "CloudWatchMetrics": [{
+                        "Namespace": "trailwatch",
+                        "Dimensions": [["Path"]],
+                        "Metrics": [{"Name": "AlertLatencyMs", "Unit": "Milliseconds"}],
+                    }],
+                },
+                "Path": path.label(),
+                "AlertLatencyMs": chunk,
+            });
+            lines.push(doc.to_string());
+        }
+    }
+    lines
 }
 
 /// CloudWatch Embedded Metric Format: one JSON line that CloudWatch Logs turns into
@@ -165,6 +199,36 @@ mod tests {
         sum.absorb(&counters);
         sum.absorb(&counters);
         assert_eq!(sum.errors_of(Cause::Throttled), 6);
+    }
+
+    #[test]
+    fn alert_latency_is_a_metric_per_delivery_path() {
+        use crate::detect::DeliveryPath;
+        let mut counters = Counters::default();
+        assert!(alert_latency_metrics(&counters).is_empty());
+        counters
+            .alert_latency_ms
+            .insert(DeliveryPath::EventBridge, vec![1_200, 900]);
+        counters
+            .alert_latency_ms
+            .insert(DeliveryPath::S3, (0..150).collect());
+        let docs: Vec<Value> = alert_latency_metrics(&counters)
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(docs.len(), 3, "150 s3 values take two documents");
+        for doc in &docs {
+            let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(directive["Namespace"], "trailwatch");
+            assert_eq!(directive["Dimensions"], json!([["Path"]]));
+            assert_eq!(directive["Metrics"][0]["Name"], "AlertLatencyMs");
+            assert!(doc["AlertLatencyMs"].as_array().unwrap().len() <= EMF_MAX_VALUES);
+        }
+        assert_eq!(docs[0]["Path"], "s3");
+        assert_eq!(docs[0]["AlertLatencyMs"].as_array().unwrap().len(), 100);
+        assert_eq!(docs[1]["AlertLatencyMs"].as_array().unwrap().len(), 50);
+        assert_eq!(docs[2]["Path"], "eventbridge");
+        assert_eq!(docs[2]["AlertLatencyMs"], json!([1_200, 900]));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::rule::RuleSet;
 use crate::sink::AlertSink;
 use crate::source::{ObjectRef, ObjectSource, S3Source, SourceError};
 use crate::time::now_ms;
-use crate::trigger::{classify_key, parse_trigger, KeyKind, Trigger, TriggerError};
+use crate::trigger::{classify_key, parse_trigger, ApiCall, KeyKind, Trigger, TriggerError};
 
 /// Why an invocation failed. Alerts for the good objects were already published.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +67,10 @@ pub enum Failure {
         message_id: String,
         error: TriggerError,
     },
+    /// A record EventBridge delivered (`eventbridge:<region>:<id>`) that no JSON
+    /// parser accepts.
+    #[error("{origin}: {error}")]
+    Record { origin: String, error: DecodeError },
 }
 
 impl Failure {
@@ -75,7 +79,7 @@ impl Failure {
         match self {
             Failure::Fetch(e) => Some(e.cause()),
             Failure::Publish(p) => Some(p.cause),
-            Failure::Decode { .. } | Failure::Message { .. } => None,
+            Failure::Decode { .. } | Failure::Message { .. } | Failure::Record { .. } => None,
         }
     }
 
@@ -149,14 +153,23 @@ impl Handler {
 
     /// Handles one invocation. The returned value is the Lambda response.
     pub async fn handle(&self, event: Value) -> Result<Value, HandlerError> {
+        self.handle_counted(event).await.0
+    }
+
+    /// [`Handler::handle`], with the invocation's counts (`trailwatch invoke` sums
+    /// them over its events).
+    pub async fn handle_counted(&self, event: Value) -> (Result<Value, HandlerError>, Counters) {
         // A redriven dead-letter record is its original event.
         let event = crate::redrive::unwrap(event);
         if crate::batchops::is_batch_event(&event) {
             return self.handle_batch(&event).await;
         }
         let started = std::time::Instant::now();
-        let trigger = parse_trigger(&event);
-        let (kind, outcome, response) = match trigger? {
+        let trigger = match parse_trigger(&event) {
+            Ok(trigger) => trigger,
+            Err(e) => return (Err(e.into()), Counters::default()),
+        };
+        let (kind, outcome, response) = match trigger {
             Trigger::TestEvent => {
                 tracing::info!("s3:TestEvent acknowledged");
                 (
@@ -180,12 +193,17 @@ impl Handler {
                 let response = json!({"alerts": outcome.counters.alerts});
                 ("objects", outcome, response)
             }
+            Trigger::ApiCalls(calls) => {
+                let outcome = self.process(Vec::new(), calls).await;
+                let response = json!({"alerts": outcome.counters.alerts});
+                ("eventbridge", outcome, response)
+            }
             Trigger::Batch(messages) => {
                 let mut total = Outcome::default();
                 let mut failed = Vec::new();
                 for message in messages {
                     let outcome = match message.objects {
-                        Ok(objects) => self.process_objects(objects).await,
+                        Ok(objects) => self.process(objects, message.api_calls).await,
                         Err(e) => {
                             tracing::error!(
                                 message_id = %message.message_id,
@@ -219,26 +237,34 @@ impl Handler {
                 response.batch_item_failures = failed;
                 // (Strings only: this cannot fail, and were it to, the whole batch
                 // would be retried rather than acknowledged.)
-                return serde_json::to_value(response).map_err(|source| HandlerError::Response {
-                    what: "SQS batch",
-                    source,
-                });
+                let response =
+                    serde_json::to_value(response).map_err(|source| HandlerError::Response {
+                        what: "SQS batch",
+                        source,
+                    });
+                return (response, total.counters);
             }
         };
         crate::events::invocation_summary(kind, &outcome.counters, outcome.failures.len(), started);
         if outcome.failures.is_empty() {
-            Ok(response)
+            (Ok(response), outcome.counters)
         } else {
-            Err(HandlerError::Objects(outcome.failures))
+            (
+                Err(HandlerError::Objects(outcome.failures)),
+                outcome.counters,
+            )
         }
     }
 
     /// An S3 Batch Operations job event: every task gets its result code, and a
     /// job is always answered `Ok` (failures are in the results, where Batch
     /// Operations retries or reports them); only an unreadable event is an error.
-    async fn handle_batch(&self, event: &Value) -> Result<Value, HandlerError> {
+    async fn handle_batch(&self, event: &Value) -> (Result<Value, HandlerError>, Counters) {
         let started = std::time::Instant::now();
-        let event = crate::batchops::parse(event)?;
+        let event = match crate::batchops::parse(event) {
+            Ok(event) => event,
+            Err(e) => return (Err(e.into()), Counters::default()),
+        };
         let (response, counters) = crate::batchops::run(
             &event,
             &self.detector,
@@ -253,14 +279,21 @@ impl Handler {
             .filter(|r| r.result_code != crate::batchops::ResultCode::Succeeded)
             .count();
         events::invocation_summary("batch", &counters, failures, started);
-        serde_json::to_value(response).map_err(|source| HandlerError::Response {
+        let response = serde_json::to_value(response).map_err(|source| HandlerError::Response {
             what: "Batch Operations",
             source,
-        })
+        });
+        (response, counters)
     }
 
     /// Reads the objects, then decides and publishes their matches together.
     pub async fn process_objects(&self, objects: Vec<ObjectRef>) -> Outcome {
+        self.process(objects, Vec::new()).await
+    }
+
+    /// Reads the objects and evaluates the records EventBridge delivered, then
+    /// decides and publishes all their matches together.
+    pub async fn process(&self, objects: Vec<ObjectRef>, api_calls: Vec<ApiCall>) -> Outcome {
         let mut outcome = Outcome::default();
         let mut wanted = Vec::new();
         for object in objects {
@@ -296,6 +329,21 @@ impl Handler {
                     outcome.failures.push(Failure::Fetch(e));
                 }
             }
+        }
+        // ---- records EventBridge delivered (real time) ----
+        for call in api_calls {
+            let mut report = self
+                .detector
+                .detect_record(call.record.as_bytes(), &call.source);
+            outcome.counters.add_api_call(&report);
+            if let Some(error) = report.error.take() {
+                tracing::error!(source = %call.source, error = %error, "EventBridge record failed");
+                outcome.failures.push(Failure::Record {
+                    origin: call.source,
+                    error,
+                });
+            }
+            matches.extend(report.matches);
         }
         let failures = self
             .alerter

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::alert::{build_alert, build_rollup, Notification};
+use crate::alert::{alert_latency_ms, build_alert_at, build_rollup, Notification};
 use crate::aws_error::Cause;
 use crate::config::AllowList;
 use crate::dedup::{Claim, Decision, DedupKey, DedupStore};
-use crate::detect::{Match, ObjectReport};
+use crate::detect::{DeliveryPath, Match, ObjectReport};
 use crate::rule::{RollupSpec, Rule, RuleSet};
 use crate::sink::AlertSink;
 
@@ -48,6 +48,12 @@ pub struct Counters {
     pub max_alert_latency_ms: u64,
     /// Failed calls to AWS (fetches, publications, dedup writes) by cause.
     pub errors_by_cause: BTreeMap<Cause, u64>,
+    /// EventBridge "AWS API Call via CloudTrail" events read (one record each).
+    #[serde(default)]
+    pub api_calls: u64,
+    /// Each published alert's `alertLatencyMs`, by the path its record came on.
+    #[serde(default)]
+    pub alert_latency_ms: BTreeMap<DeliveryPath, Vec<u64>>,
 }
 
 impl Counters {
@@ -74,6 +80,8 @@ impl Counters {
             rollups,
             max_alert_latency_ms,
             errors_by_cause,
+            api_calls,
+            alert_latency_ms,
         } = other;
         self.objects += objects;
         self.skipped_keys += skipped_keys;
@@ -97,11 +105,28 @@ impl Counters {
         for (cause, n) in errors_by_cause {
             *self.errors_by_cause.entry(*cause).or_default() += n;
         }
+        self.api_calls += api_calls;
+        for (path, latencies) in alert_latency_ms {
+            self.alert_latency_ms
+                .entry(*path)
+                .or_default()
+                .extend(latencies);
+        }
     }
 
     /// Failed calls to AWS of one cause.
     pub fn errors_of(&self, cause: Cause) -> u64 {
         self.errors_by_cause.get(&cause).copied().unwrap_or(0)
+    }
+
+    /// Adds the counts of one record EventBridge delivered (not an object).
+    pub fn add_api_call(&mut self, report: &ObjectReport) {
+        self.api_calls += 1;
+        self.records += report.stats.records;
+        self.candidates += report.stats.candidates;
+        self.non_object_records += report.stats.non_object_records;
+        self.invalid_records += report.invalid_records;
+        self.lenient_records += report.lenient_records;
     }
 
     /// Adds the counts of one object read.
@@ -210,8 +235,15 @@ impl Alerter {
             .map_err(|e| failure(e.cause, e.to_string()))?;
         match decision {
             Decision::Alert { window_start_ms } => {
-                let notification =
-                    build_alert(rule, m, &key.to_string(), window_start_ms, claim.window_ms);
+                let published_ms = crate::time::now_ms();
+                let notification = build_alert_at(
+                    rule,
+                    m,
+                    &key.to_string(),
+                    window_start_ms,
+                    claim.window_ms,
+                    published_ms,
+                );
                 if let Err(e) = self.sink.publish(&notification).await {
                     if let Err(release) = self.dedup.release(&claim, decision).await {
                         tracing::error!(error = %release, "could not release the dedup claim");
@@ -227,6 +259,13 @@ impl Alerter {
                     .saturating_sub(claim.event_time_ms)
                     .max(0) as u64;
                 counters.max_alert_latency_ms = counters.max_alert_latency_ms.max(latency);
+                if let Some(latency) = alert_latency_ms(&m.record, published_ms) {
+                    counters
+                        .alert_latency_ms
+                        .entry(m.path)
+                        .or_default()
+                        .push(latency);
+                }
                 tracing::info!(alert_id = %notification.alert_id, rule = %rule.id, key = %key, event_id = %m.event_id, source = %m.source, "alert published");
             }
             Decision::Suppressed { window_start_ms } => {

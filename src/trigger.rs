@@ -12,6 +12,9 @@
 //! - an SNS notification (`Records[].EventSource == "aws:sns"`) whose `Message` is
 //!   an S3 notification (or CloudTrail's own `{"s3Bucket","s3ObjectKey"}` notice);
 //! - an EventBridge `Object Created` event from S3 (`source == "aws.s3"`);
+//! - an EventBridge "AWS API Call via CloudTrail" event, directly or as an SQS body
+//!   or SNS message: not a log file but one CloudTrail record, seconds after the
+//!   call (see [`api_call`]);
 //! - the `s3:TestEvent` S3 sends when a notification is configured;
 //! - the schedule that flushes roll-ups.
 //!
@@ -27,11 +30,16 @@ use serde_json::Value;
 
 use crate::source::ObjectRef;
 
+pub mod api_call;
+pub use api_call::ApiCall;
+
 /// What an invocation asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
     /// Objects to read.
     Objects(Vec<ObjectRef>),
+    /// CloudTrail records EventBridge delivered one by one (real time).
+    ApiCalls(Vec<ApiCall>),
     /// An SQS batch: each message's objects, or why the message could not be read.
     Batch(Vec<BatchMessage>),
     /// The `s3:TestEvent` S3 sends when a notification is configured.
@@ -44,7 +52,17 @@ pub enum Trigger {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchMessage {
     pub message_id: String,
+    /// The log files the message names (none for an API-call event), or why the
+    /// message could not be read.
     pub objects: Result<Vec<ObjectRef>, TriggerError>,
+    /// The record the message carries when it is an EventBridge API-call event.
+    pub api_calls: Vec<ApiCall>,
+}
+
+/// What one message (an SQS body, an SNS `Message`) carries.
+enum Content {
+    Objects(Vec<ObjectRef>),
+    ApiCall(ApiCall),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +110,10 @@ pub fn parse_trigger(event: &Value) -> Result<Trigger, TriggerError> {
     if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
         return Ok(Trigger::Scheduled);
     }
+    // Before the S3 shape: S3's own API calls (`source` `aws.s3`) are records too.
+    if api_call::is_api_call(event) {
+        return api_call::from_value(event).map(|call| Trigger::ApiCalls(vec![call]));
+    }
     if is_eventbridge_s3(event) {
         return eventbridge_objects(event).map(Trigger::Objects);
     }
@@ -104,7 +126,7 @@ pub fn parse_trigger(event: &Value) -> Result<Trigger, TriggerError> {
             return sqs_batch(event).map(Trigger::Batch);
         }
         if first.get("EventSource").and_then(Value::as_str) == Some("aws:sns") {
-            return sns_objects(event).map(Trigger::Objects);
+            return sns_trigger(event);
         }
         if first.get("s3").is_some() {
             return s3_objects(event).map(Trigger::Objects);
@@ -233,15 +255,21 @@ fn sqs_batch(event: &Value) -> Result<Vec<BatchMessage>, TriggerError> {
                         format!("message {index} of the batch has no messageId"),
                     )
                 })?;
+            let (objects, api_calls) = match sqs_message_content(message_id, record) {
+                Ok(Content::Objects(objects)) => (Ok(objects), Vec::new()),
+                Ok(Content::ApiCall(call)) => (Ok(Vec::new()), vec![call]),
+                Err(e) => (Err(e), Vec::new()),
+            };
             Ok(BatchMessage {
                 message_id: message_id.to_owned(),
-                objects: sqs_message_objects(message_id, record),
+                objects,
+                api_calls,
             })
         })
         .collect()
 }
 
-fn sqs_message_objects(message_id: &str, record: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
+fn sqs_message_content(message_id: &str, record: &Value) -> Result<Content, TriggerError> {
     let with_id = |e: TriggerError| match e {
         TriggerError::Malformed { kind, message } => {
             malformed(kind, format!("message {message_id}: {message}"))
@@ -253,39 +281,56 @@ fn sqs_message_objects(message_id: &str, record: &Value) -> Result<Vec<ObjectRef
     let body = message
         .body
         .ok_or_else(|| malformed("SQS", format!("message {message_id} has no body")))?;
-    objects_in_text(&body, "SQS", true).map_err(with_id)
+    content_of_text(&body, "SQS", true).map_err(with_id)
 }
 
-/// The objects of an SNS notification: every record's `Message`.
+/// The objects, or the API calls, of an SNS notification: every record's `Message`.
 ///
 /// Only `Sns.Message` is read. The typed `SnsEvent` of `aws_lambda_events` requires
 /// every envelope field (signature, certificate URL, timestamp, ...); none of them
-/// is used here, and a missing one must not lose an alert.
-fn sns_objects(event: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
+/// is used here, and a missing one must not lose an alert. (SNS invokes a function
+/// with one record; records of both kinds in one event are refused as malformed.)
+fn sns_trigger(event: &Value) -> Result<Trigger, TriggerError> {
     let records = event
         .get("Records")
         .and_then(Value::as_array)
         .ok_or_else(|| malformed("SNS", "no Records array"))?;
     let mut objects = Vec::new();
+    let mut api_calls = Vec::new();
     for (index, record) in records.iter().enumerate() {
         let message = record
             .get("Sns")
             .and_then(|sns| sns.get("Message"))
             .and_then(Value::as_str)
             .ok_or_else(|| malformed("SNS", format!("record {index} has no Sns.Message string")))?;
-        objects.extend(objects_in_text(message, "SNS", false)?);
+        match content_of_text(message, "SNS", false)? {
+            Content::Objects(named) => objects.extend(named),
+            Content::ApiCall(call) => api_calls.push(call),
+        }
     }
-    Ok(objects)
+    match (objects.is_empty(), api_calls.is_empty()) {
+        (_, true) => Ok(Trigger::Objects(objects)),
+        (true, false) => Ok(Trigger::ApiCalls(api_calls)),
+        (false, false) => Err(malformed(
+            "SNS",
+            "one event mixes S3 notifications and EventBridge API-call events",
+        )),
+    }
 }
 
-/// Parses a message text (an SQS body or an SNS `Message`) and returns its objects.
-fn objects_in_text(
+/// Parses a message text (an SQS body or an SNS `Message`) and returns what it
+/// carries: the objects it names, or the record of an API-call event (cut from the
+/// text as it was).
+fn content_of_text(
     text: &str,
     kind: &'static str,
     sns_envelope_allowed: bool,
-) -> Result<Vec<ObjectRef>, TriggerError> {
+) -> Result<Content, TriggerError> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| malformed(kind, format!("the message is not JSON: {e}")))?;
+    if api_call::is_api_call(&value) {
+        return api_call::from_text(text, &value).map(Content::ApiCall);
+    }
     objects_in_message(&value, kind, sns_envelope_allowed)
 }
 
@@ -299,19 +344,19 @@ fn objects_in_message(
     value: &Value,
     kind: &'static str,
     sns_envelope_allowed: bool,
-) -> Result<Vec<ObjectRef>, TriggerError> {
+) -> Result<Content, TriggerError> {
     if is_test_event(value) {
         tracing::info!(kind, "s3:TestEvent message acknowledged");
-        return Ok(Vec::new());
+        return Ok(Content::Objects(Vec::new()));
     }
     if is_s3_notification(value) {
-        return s3_objects(value);
+        return s3_objects(value).map(Content::Objects);
     }
     if is_eventbridge_s3(value) {
-        return eventbridge_objects(value);
+        return eventbridge_objects(value).map(Content::Objects);
     }
     if is_cloudtrail_notice(value) {
-        return cloudtrail_notice_objects(value);
+        return cloudtrail_notice_objects(value).map(Content::Objects);
     }
     if sns_envelope_allowed {
         if let Some(envelope_type) = value.get("Type").and_then(Value::as_str) {
@@ -332,17 +377,14 @@ fn objects_in_message(
 /// The subscription handshake also lands in the queue (`SubscriptionConfirmation`,
 /// `UnsubscribeConfirmation`); it names no object, and retrying it cannot help, so
 /// it is acknowledged with a warning (the subscription is confirmed elsewhere).
-fn sns_envelope_objects(
-    value: &Value,
-    envelope_type: &str,
-) -> Result<Vec<ObjectRef>, TriggerError> {
+fn sns_envelope_objects(value: &Value, envelope_type: &str) -> Result<Content, TriggerError> {
     match envelope_type {
         "Notification" => {
             let message = value
                 .get("Message")
                 .and_then(Value::as_str)
                 .ok_or_else(|| malformed("SNS", "a notification without a Message string"))?;
-            objects_in_text(message, "SNS", false)
+            content_of_text(message, "SNS", false)
         }
         "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
             let topic = value
@@ -354,7 +396,7 @@ fn sns_envelope_objects(
                 topic,
                 "SNS subscription message in the queue, ignored"
             );
-            Ok(Vec::new())
+            Ok(Content::Objects(Vec::new()))
         }
         other => Err(malformed(
             "SNS",

@@ -1,5 +1,5 @@
-//! The `scan`, `invoke` and `test` commands: configuration and arguments in,
-//! the library's pipeline run, an exit code out.
+//! The `scan`, `invoke`, `eventbridge-pattern` and `test` commands: configuration
+//! and arguments in, the library's pipeline run, an exit code out.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -14,12 +14,12 @@ use trailwatch::dedup::{DedupStore, MemoryStore, NoDedup};
 use trailwatch::detect::Detector;
 use trailwatch::handler::Handler;
 use trailwatch::history::{collect_s3, decide, Collected, HistoryArgs, HistoryError};
-use trailwatch::pipeline::Alerter;
+use trailwatch::pipeline::{Alerter, Counters};
 use trailwatch::rule::{run_rule_tests, Rule, RuleSet};
 use trailwatch::sink::{OutputFormat, StdoutSink};
 use trailwatch::source::LocalSource;
 
-use super::{runtime, InvokeArgs, ScanArgs};
+use super::{runtime, InvokeArgs, PatternArgs, ScanArgs};
 
 pub fn init_cli_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -124,35 +124,88 @@ pub fn invoke(args: InvokeArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return usage_error(e),
     };
-    let event: Value = match std::fs::read(&args.event)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
-    {
-        Ok(event) => event,
-        Err(e) => return usage_error(format!("{}: {e}", args.event.display())),
+    let mut events = Vec::with_capacity(args.events.len());
+    for path in &args.events {
+        let event: Result<Value, String> = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
+        match event {
+            Ok(event) => events.push((path, event)),
+            Err(e) => return usage_error(format!("{}: {e}", path.display())),
+        }
+    }
+    // One dedup store and one sink for every event, as one warm Lambda instance.
+    let dedup: Arc<dyn DedupStore> = Arc::new(MemoryStore::new());
+    let sink = Arc::new(StdoutSink::new(args.format));
+    let mut total = Counters::default();
+    let mut failed = false;
+    let rt = runtime();
+    for (path, event) in events {
+        let objects = args
+            .objects
+            .clone()
+            .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).join("objects"));
+        let handler = Handler::assemble(
+            &config,
+            config.rules.clone(),
+            Arc::new(LocalSource::new(objects)),
+            Arc::clone(&dedup),
+            sink.clone(),
+        );
+        let (result, counters) = rt.block_on(handler.handle_counted(event));
+        total.absorb(&counters);
+        match result {
+            Ok(response) => eprintln!("handler response: {response}"),
+            Err(e) => {
+                failed = true;
+                eprintln!("trailwatch: invocation failed: {}: {e}", path.display());
+            }
+        }
+    }
+    eprintln!("{}", invoke_summary(&total));
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The counts of every event of an `invoke`, summed, on stderr.
+fn invoke_summary(c: &Counters) -> String {
+    format!(
+        "invoke: objects={} api_calls={} records={} matches={} alerts={} suppressed={} redeliveries={} allowed={} publish_failures={}",
+        c.objects,
+        c.api_calls,
+        c.records,
+        c.matches,
+        c.alerts,
+        c.suppressed,
+        c.redeliveries,
+        c.allowed,
+        c.publish_failures
+    )
+}
+
+pub fn eventbridge_pattern(args: PatternArgs) -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => return usage_error(e),
     };
-    let objects = args.objects.unwrap_or_else(|| {
-        args.event
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("objects")
-    });
-    let handler = Handler::assemble(
-        &config,
-        config.rules.clone(),
-        Arc::new(LocalSource::new(objects)),
-        Arc::new(MemoryStore::new()),
-        Arc::new(StdoutSink::new(args.format)),
-    );
-    match runtime().block_on(handler.handle(event)) {
-        Ok(response) => {
-            eprintln!("handler response: {response}");
+    let named: Vec<PathBuf> = config.rule_names.iter().map(PathBuf::from).collect();
+    let rules = match RuleSet::load(&[named, args.rules].concat()) {
+        Ok(rules) => rules,
+        Err(e) => return usage_error(e),
+    };
+    match trailwatch::rule::event_pattern(&rules.rules) {
+        Ok(pattern) if args.pretty => {
+            println!("{pattern:#}");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("trailwatch: invocation failed: {e}");
-            ExitCode::FAILURE
+        Ok(pattern) => {
+            println!("{pattern}");
+            ExitCode::SUCCESS
         }
+        Err(e) => usage_error(e),
     }
 }
 

@@ -26,8 +26,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole pipeline on local CloudTrail files or directories.
     Scan(ScanArgs),
-    /// Run the Lambda handler once on an event file, S3 served from a local folder.
+    /// Run the Lambda handler on event files, in order, with one dedup store and S3
+    /// served from a local folder.
     Invoke(InvokeArgs),
+    /// Print the EventBridge event pattern that sends the enabled rules' API calls
+    /// to the function (the real-time path; template.yaml must carry it).
+    EventbridgePattern(PatternArgs),
     /// Write the S3 Batch Operations manifest of a CloudTrail history and print
     /// the `aws s3control create-job` command that runs the function over it.
     Backfill(BackfillArgs),
@@ -130,14 +134,27 @@ pub struct BackfillArgs {
 
 #[derive(clap::Args)]
 pub struct InvokeArgs {
-    /// A Lambda event (S3 notification, SQS, SNS, EventBridge, scheduled).
-    pub event: PathBuf,
-    /// Folder serving S3 as DIR/<bucket>/<key> [default: `objects` beside the event].
+    /// Lambda events (S3 notification, SQS, SNS, EventBridge, scheduled), handled
+    /// in this order by one handler: "EventBridge first, then the log file" replays
+    /// as it happens in Lambda, the second sighting a redelivery.
+    #[arg(required = true, value_name = "EVENT")]
+    pub events: Vec<PathBuf>,
+    /// Folder serving S3 as DIR/<bucket>/<key> [default: `objects` beside each event].
     #[arg(long, value_name = "DIR")]
     pub objects: Option<PathBuf>,
     /// Output: the SNS publish request, NDJSON documents, or one line per alert.
     #[arg(long, value_enum, default_value = "sns")]
     pub format: OutputFormat,
+}
+
+#[derive(clap::Args)]
+pub struct PatternArgs {
+    /// More rules, as for `scan --rules`: an embedded rule's name or a rule file.
+    #[arg(long = "rules", value_name = "NAME|FILE")]
+    pub rules: Vec<PathBuf>,
+    /// Indent the JSON (the default is one line, as template.yaml carries it).
+    #[arg(long)]
+    pub pretty: bool,
 }
 
 /// The multi-threaded runtime every command runs on.

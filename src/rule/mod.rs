@@ -10,14 +10,16 @@
 //! Modules, in the order a rule file travels: `model` (the YAML and its validation),
 //! `condition` (the `Detection:` tree), `path` (field paths, split once at load),
 //! `template` (`{...}` texts, parsed once at load), `output` (what an alert and a
-//! roll-up carry), `lists`, and `select` (which rules run). This module holds the
-//! loaded [`Rule`] and the [`RuleSet`].
+//! roll-up carry), `lists`, `select` (which rules run) and `pattern` (the
+//! EventBridge event pattern of the real-time path, derived from the rules). This
+//! module holds the loaded [`Rule`] and the [`RuleSet`].
 
 mod condition;
 mod lists;
 mod model;
 mod output;
 mod path;
+mod pattern;
 mod select;
 mod template;
 #[cfg(test)]
@@ -31,6 +33,7 @@ use serde_json::Value;
 pub use condition::{Condition, Test};
 pub use output::{AlertField, Distinct, DistinctSource, EmailRow, Output, RollupSpec, RowContent};
 pub use path::{arn_account, arn_name, first_present, lookup, scalar_text, FieldPath};
+pub use pattern::{event_pattern, PatternError};
 pub use select::parse_rule_list;
 pub use template::{FieldTemplate, RecordTemplate};
 

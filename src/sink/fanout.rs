@@ -101,6 +101,7 @@ mod tests {
             offset: 0,
             event_time_ms: Some(0),
             event_id: "e".into(),
+            path: crate::detect::DeliveryPath::S3,
         };
         let n = crate::alert::build_alert(&rule, &m, "k", 0, 60_000);
         let (a, b) = (Arc::new(MemorySink::new()), Arc::new(MemorySink::new()));

@@ -315,3 +315,125 @@ fn key_classification() {
         assert_eq!(classify_key(key), kind, "{key}");
     }
 }
+
+// ---- EventBridge "AWS API Call via CloudTrail" events (real time) ------------------
+
+fn api_call_event() -> Value {
+    json!({
+        "version": "0", "id": "4c2f8e1a-93d7-4b6e-a5c0-7d1e2f3a4b5c",
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.rds",
+        "account": "123456789012", "time": "2024-01-15T10:30:00Z", "region": "us-east-1",
+        "resources": [],
+        "detail": {"eventVersion": "1.08", "eventSource": "rds.amazonaws.com",
+                   "eventName": "StartExportTask", "eventID": "f1e2d3c4", "awsRegion": "us-east-1"}
+    })
+}
+
+const API_CALL_SOURCE: &str = "eventbridge:us-east-1:4c2f8e1a-93d7-4b6e-a5c0-7d1e2f3a4b5c";
+const API_CALL_RECORD: &str = r#"{"eventVersion":"1.08","eventSource":"rds.amazonaws.com","eventName":"StartExportTask","eventID":"f1e2d3c4","awsRegion":"us-east-1"}"#;
+
+fn the_call() -> ApiCall {
+    ApiCall {
+        source: API_CALL_SOURCE.into(),
+        record: API_CALL_RECORD.into(),
+    }
+}
+
+#[test]
+fn an_api_call_event_is_one_record() {
+    assert_eq!(
+        parse_trigger(&api_call_event()).unwrap(),
+        Trigger::ApiCalls(vec![the_call()])
+    );
+    // S3's own API calls (data events) are records too, not object notifications.
+    let mut s3_call = api_call_event();
+    s3_call["source"] = json!("aws.s3");
+    assert!(matches!(
+        parse_trigger(&s3_call).unwrap(),
+        Trigger::ApiCalls(calls) if calls.len() == 1
+    ));
+}
+
+#[test]
+fn api_call_events_in_sqs_and_sns_keep_their_detail_text() {
+    // Pretty-printed as a queue or topic target would carry it.
+    let text = serde_json::to_string_pretty(&api_call_event()).unwrap();
+    let detail_text = serde_json::to_string_pretty(&api_call_event()["detail"]).unwrap();
+    let event = sqs_event(&[
+        ("m-1", text.clone()),
+        ("m-2", sns_envelope(&api_call_event()).to_string()),
+        ("m-3", s3_event(LOG_KEY).to_string()),
+    ]);
+    let Trigger::Batch(messages) = parse_trigger(&event).unwrap() else {
+        panic!("an SQS event is a batch");
+    };
+    assert_eq!(messages[0].objects, Ok(vec![]));
+    assert_eq!(messages[0].api_calls.len(), 1);
+    let indented = detail_text.replace('\n', "\n  ");
+    assert_eq!(
+        messages[0].api_calls[0].record, indented,
+        "the body's own text"
+    );
+    assert_eq!(messages[0].api_calls[0].source, API_CALL_SOURCE);
+    assert_eq!(messages[1].api_calls, vec![the_call()]);
+    assert_eq!(messages[2].objects, Ok(vec![log_object(LOG_KEY)]));
+    assert!(messages[2].api_calls.is_empty());
+
+    let sns = json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Message": api_call_event().to_string()}}]});
+    assert_eq!(
+        parse_trigger(&sns).unwrap(),
+        Trigger::ApiCalls(vec![the_call()])
+    );
+    let mixed = json!({"Records": [
+        {"EventSource": "aws:sns", "Sns": {"Message": api_call_event().to_string()}},
+        {"EventSource": "aws:sns", "Sns": {"Message": s3_event(LOG_KEY).to_string()}}
+    ]});
+    let error = parse_trigger(&mixed).unwrap_err().to_string();
+    assert!(error.contains("mixes"), "{error}");
+}
+
+#[test]
+fn a_redriven_api_call_is_the_original_event() {
+    let record = json!({
+        "version": "1.0", "timestamp": "2024-01-15T10:45:00.000Z",
+        "requestContext": {"requestId": "r", "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:trailwatch:$LATEST",
+                           "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": api_call_event(),
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorType": "ObjectsFailedTransient", "errorMessage": "..."}
+    });
+    let direct = crate::redrive::unwrap(record.clone());
+    assert_eq!(
+        parse_trigger(&direct).unwrap(),
+        Trigger::ApiCalls(vec![the_call()])
+    );
+    let queued = crate::redrive::unwrap(sqs_event(&[("m-1", record.to_string())]));
+    let Trigger::Batch(messages) = parse_trigger(&queued).unwrap() else {
+        panic!("an SQS event is a batch");
+    };
+    assert_eq!(messages[0].api_calls, vec![the_call()]);
+}
+
+#[test]
+fn an_api_call_event_without_detail_fails_its_message_only() {
+    let mut broken = api_call_event();
+    broken.as_object_mut().unwrap().remove("detail");
+    let error = parse_trigger(&broken).unwrap_err().to_string();
+    assert!(
+        error.contains("malformed EventBridge event") && error.contains("no detail"),
+        "{error}"
+    );
+    let event = sqs_event(&[
+        ("m-1", broken.to_string()),
+        ("m-2", api_call_event().to_string()),
+    ]);
+    let Trigger::Batch(messages) = parse_trigger(&event).unwrap() else {
+        panic!("an SQS event is a batch");
+    };
+    let error = messages[0].objects.clone().unwrap_err().to_string();
+    assert!(
+        error.contains("message m-1") && error.contains("no detail"),
+        "{error}"
+    );
+    assert_eq!(messages[1].api_calls.len(), 1);
+}

@@ -33,6 +33,7 @@ use trailwatch::sink::MemorySink;
 use trailwatch::source::{LocalSource, ObjectSource, S3Source};
 use trailwatch::time::{format_ms, parse_event_time};
 
+use crate::support::fixtures::without_latency;
 use crate::support::moto;
 
 pub(crate) const ORG: &str = "o-a1b2c3d4e5";
@@ -162,7 +163,7 @@ fn published(sink: &MemorySink, bucket: &str, local: &Path) -> Vec<(String, Stri
         .map(|n| {
             (
                 n.alert_id,
-                n.document.replace(&from, &to),
+                without_latency(&n.document.replace(&from, &to)),
                 n.email.replace(&from, &to),
             )
         })
@@ -472,12 +473,12 @@ async fn batch_operations_events_give_one_result_per_task_and_local_scan_alerts(
         let batch: Vec<String> = sink
             .notifications()
             .iter()
-            .map(|n| n.document.replace(from, &to))
+            .map(|n| without_latency(&n.document.replace(from, &to)))
             .collect();
         let local: Vec<String> = local_sink
             .notifications()
             .iter()
-            .map(|n| n.document.clone())
+            .map(|n| without_latency(&n.document))
             .collect();
         assert_eq!(batch, local, "{file}");
     }
@@ -532,7 +533,7 @@ async fn a_redriven_destination_record_alerts_like_the_original_event() {
         let docs: Vec<String> = sink
             .notifications()
             .into_iter()
-            .map(|n| n.document)
+            .map(|n| without_latency(&n.document))
             .collect();
         (response, docs)
     };

@@ -19,6 +19,7 @@ mod history_cli;
 mod hostile_input;
 mod moto_harness;
 mod oracle;
+mod realtime;
 mod robustness;
 mod rules_output;
 mod triggers;

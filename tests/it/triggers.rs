@@ -29,10 +29,18 @@ const DEMO_OBJECT: &str = "s3://trailwatch-demo-cloudtrail/AWSLogs/123456789012/
 /// The same file delivered by an organisation trail under a bucket prefix with a space.
 const ORG_OBJECT: &str = "s3://trailwatch-demo-cloudtrail/audit logs/AWSLogs/o-a1b2c3d4e5/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T1035Z_Vq3xT9bLkP2mRz8A.json.gz";
 
+/// Panther's first test record of the export rule: the `detail` of
+/// `eventbridge-api-call.json`, and a record of the log file `s3-put-same-call.json`
+/// names.
+const SEED_EVENT_ID: &str = "f1e2d3c4-b5a6-7890-1234-567890abcdef";
+const SEED_EVENTBRIDGE: &str = "eventbridge:us-east-1:4c2f8e1a-93d7-4b6e-a5c0-7d1e2f3a4b5c";
+const SEED_OBJECT: &str = "s3://trailwatch-demo-cloudtrail/AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/15/123456789012_CloudTrail_us-east-1_20240115T1035Z_Hx7pQ2mTn4LwR9aK.json.gz";
+
 /// What a sample's trigger is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
     Objects,
+    ApiCalls,
     Batch,
     TestEvent,
     Scheduled,
@@ -108,6 +116,18 @@ const SAMPLES: &[Sample] = &[
         response: || json!({"alerts": 1}),
     },
     Sample {
+        file: "eventbridge-api-call.json",
+        shape: Shape::ApiCalls,
+        alerts: &[SEED_EVENTBRIDGE],
+        response: || json!({"alerts": 1}),
+    },
+    Sample {
+        file: "s3-put-same-call.json",
+        shape: Shape::Objects,
+        alerts: &[SEED_OBJECT],
+        response: || json!({"alerts": 1}),
+    },
+    Sample {
         file: "s3-test-event.json",
         shape: Shape::TestEvent,
         alerts: &[],
@@ -143,6 +163,7 @@ fn new_handler() -> (Handler, Arc<MemorySink>) {
 fn shape_of(trigger: &Trigger) -> Shape {
     match trigger {
         Trigger::Objects(_) => Shape::Objects,
+        Trigger::ApiCalls(_) => Shape::ApiCalls,
         Trigger::Batch(_) => Shape::Batch,
         Trigger::TestEvent => Shape::TestEvent,
         Trigger::Scheduled => Shape::Scheduled,
@@ -152,7 +173,12 @@ fn shape_of(trigger: &Trigger) -> Shape {
 /// Checks one alert document against the demo export.
 fn check_alert(sample: &str, document: &Value, source: &str) {
     assert_eq!(document["kind"], "alert", "{sample}: {document}");
-    assert_eq!(document["eventId"], DEMO_EVENT_ID, "{sample}");
+    let event_id = if [SEED_EVENTBRIDGE, SEED_OBJECT].contains(&source) {
+        SEED_EVENT_ID
+    } else {
+        DEMO_EVENT_ID
+    };
+    assert_eq!(document["eventId"], event_id, "{sample}");
     assert_eq!(document["source"], source, "{sample}");
     assert_eq!(document["account"], "123456789012", "{sample}");
     assert_eq!(document["region"], "us-east-1", "{sample}");

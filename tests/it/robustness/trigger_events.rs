@@ -148,7 +148,8 @@ fn check_trigger(event: &Value) -> Result<(), TestCaseError> {
 /// malformed one must be reported as (`None`: no known envelope).
 fn claimed_envelope(event: &Value) -> Option<&'static str> {
     let first = &event["Records"][0];
-    if event["source"] == "aws.s3" && event["detail-type"].is_string() {
+    let api_call = event["detail-type"] == trailwatch::trigger::api_call::DETAIL_TYPE;
+    if api_call || (event["source"] == "aws.s3" && event["detail-type"].is_string()) {
         Some("EventBridge")
     } else if first["eventSource"] == "aws:sqs" {
         Some("SQS")

@@ -39,7 +39,7 @@ fn rendered(n: &Notification) -> String {
         n.alert_id,
         n.subject,
         attributes.join(" "),
-        n.document,
+        crate::support::fixtures::without_latency(&n.document),
         n.email
     )
 }
@@ -84,6 +84,7 @@ fn matched(rules: &RuleSet, rule_id: &str, record: Value) -> Match {
         source: SOURCE.into(),
         offset: 0,
         event_time_ms: trailwatch::time::parse_event_time(&time),
+        path: trailwatch::detect::DeliveryPath::S3,
     }
 }
 
@@ -220,6 +221,7 @@ fn seed_match() -> (Rule, Match) {
         parse_warnings: Vec::new(),
         source: "s3://trail/AWSLogs/123456789012/CloudTrail/us-east-1/x.json.gz".into(),
         offset: 0,
+        path: trailwatch::detect::DeliveryPath::S3,
     };
     (rule, m)
 }

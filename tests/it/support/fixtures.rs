@@ -91,3 +91,24 @@ pub fn dead_letter_message(original: Value) -> Value {
         "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:trailwatch-dlq", "awsRegion": "us-east-1"
     }]})
 }
+
+/// An alert document (or lines of them) with the digits of every `alertLatencyMs`
+/// replaced by `<ms>`: the latency is the wall clock's publication time minus
+/// `eventTime`, so two publications of one alert differ there and nowhere else.
+pub fn without_latency(documents: &str) -> String {
+    const KEY: &str = "\"alertLatencyMs\":";
+    let mut out = String::with_capacity(documents.len());
+    let mut rest = documents;
+    while let Some(at) = rest.find(KEY) {
+        let digits = at + KEY.len();
+        out.push_str(&rest[..digits]);
+        let after = &rest[digits..];
+        let end = after
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(after.len());
+        out.push_str(if end > 0 { "<ms>" } else { "" });
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
