@@ -21,4 +21,6 @@ mod moto_harness;
 mod oracle;
 mod robustness;
 mod rules_output;
+mod sqs_batch;
+mod template;
 mod triggers;
