@@ -6,9 +6,8 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 # One target dir for every profile and tool (never build the same profile twice).
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 BIN := $(CARGO_TARGET_DIR)/debug/trailwatch
-SAM_ENV := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing SAM_CLI_TELEMETRY=0
 
-.PHONY: help run test test-arm64 build venv venv-test venv-template venv-lambda lint fmt clippy template unit bench emulate clean
+.PHONY: help run test test-arm64 build venv venv-test venv-template venv-checkov venv-lambda lint fmt clippy template unit bench emulate clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -17,7 +16,7 @@ run: ## Run the Lambda handler on events/s3-put.json with S3 served from events/
 	cargo build --quiet
 	$(BIN) invoke events/s3-put.json --objects events/objects
 
-venv: ## Every Python tool (moto, cfn-lint, sam, cargo-lambda, zig) in .venv
+venv: ## Every Python tool (moto, cfn-lint, sam, checkov, cargo-lambda, zig) in .venv
 	@scripts/venv.sh
 
 # Each target installs only the tools it uses (see scripts/venv.sh).
@@ -25,6 +24,8 @@ venv-test:
 	@scripts/venv.sh test
 venv-template:
 	@scripts/venv.sh template
+venv-checkov:
+	@scripts/venv.sh checkov
 venv-lambda:
 	@scripts/venv.sh lambda
 
@@ -36,10 +37,8 @@ fmt:
 clippy:
 	cargo clippy --all-targets -- -D warnings
 
-template: venv-template ## Lint template.yaml and deploy/*.yaml (cfn-lint, sam validate --lint)
-	cfn-lint template.yaml deploy/*.yaml
-	$(SAM_ENV) sam validate --lint --region us-east-1 -t template.yaml
-	for t in deploy/*.yaml; do $(SAM_ENV) sam validate --lint --region us-east-1 -t $$t || exit 1; done
+template: venv-template venv-checkov ## Lint template.yaml and deploy/*.yaml (cfn-lint, sam validate --lint, checkov)
+	scripts/lint-template.sh
 
 # `cargo test` builds three test binaries (library, binary, tests/it); clippy
 # --all-targets already compiles the examples and the benchmark.

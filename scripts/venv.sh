@@ -5,6 +5,9 @@
 #   test      moto_server, for the emulator tests (`make unit`, `cargo test`)
 #   template  cfn-lint and sam, for `make template`
 #   lambda    cargo-lambda and zig, for `make build` and `make emulate`
+#   checkov   checkov, for `make template`, in a virtualenv of its own at
+#             .venv/checkov (its pinned boto3, packaging and networkx would
+#             downgrade what moto and sam use); run it as .venv/checkov/bin/checkov
 #
 # Without arguments every set is installed (requirements-dev.txt). Idempotent: a set
 # whose requirements file is unchanged since it was installed is skipped silently,
@@ -16,7 +19,7 @@ venv="$root/.venv"
 python="${PYTHON:-python3}"
 
 if (($# == 0)); then
-    set -- test template lambda
+    set -- test template lambda checkov
 fi
 
 for set in "$@"; do
@@ -25,18 +28,25 @@ for set in "$@"; do
         echo "venv: unknown set '$set' (no $req)" >&2
         exit 2
     fi
+    # The sets that share the main virtualenv, and the one that cannot.
+    target="$venv"
+    if [[ "$set" == checkov ]]; then
+        target="$venv/checkov"
+    fi
     sha="$(sha256sum "$req" | cut -c1-16)"
     stamp="$venv/.stamp-$set-$sha"
-    if [[ -f "$stamp" && -x "$venv/bin/python" ]]; then
+    if [[ -f "$stamp" && -x "$target/bin/python" ]]; then
         continue
     fi
-    if [[ ! -x "$venv/bin/python" ]]; then
-        echo "venv: creating $venv" >&2
-        "$python" -m venv "$venv"
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    fi
-    echo "venv: installing $(basename "$req")" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+    for dir in "$venv" "$target"; do
+        if [[ ! -x "$dir/bin/python" ]]; then
+            echo "venv: creating $dir" >&2
+            "$python" -m venv "$dir"
+            "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+        fi
+    done
+    echo "venv: installing $(basename "$req") into $target" >&2
+    "$target/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
     rm -f "$venv/.stamp-$set-"*
     touch "$stamp"
 done

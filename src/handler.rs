@@ -6,13 +6,15 @@
 //! fakes). Objects of one event are read concurrently, each on a blocking thread;
 //! one bad object never stops the others, and their alerts are sent before the
 //! invocation reports the failure so that Lambda retries it (dedup makes the retry
-//! harmless).
+//! harmless). The messages of an SQS batch are handled concurrently too, within
+//! the same bound on reads in flight, and each failed message is reported alone.
 
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 
 use crate::aws_error::Cause;
 use crate::config::Config;
@@ -25,7 +27,9 @@ use crate::rule::RuleSet;
 use crate::sink::AlertSink;
 use crate::source::{ObjectRef, ObjectSource, S3Source, SourceError};
 use crate::time::now_ms;
-use crate::trigger::{classify_key, parse_trigger, ApiCall, KeyKind, Trigger, TriggerError};
+use crate::trigger::{
+    classify_key, parse_trigger, ApiCall, BatchMessage, KeyKind, Trigger, TriggerError,
+};
 
 /// Why an invocation failed. Alerts for the good objects were already published.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +104,9 @@ pub struct Handler {
     pub source: Arc<dyn ObjectSource>,
     /// Objects read at once.
     pub concurrency: usize,
+    /// `concurrency` permits, one per object read in flight, shared by the
+    /// messages of an SQS batch.
+    reads: Arc<Semaphore>,
 }
 
 /// What one group of objects (an event, or one SQS message) produced.
@@ -132,6 +139,7 @@ impl Handler {
             detector,
             source,
             concurrency: config.concurrency,
+            reads: Arc::new(Semaphore::new(config.concurrency.max(1))),
         }
     }
 
@@ -199,33 +207,7 @@ impl Handler {
                 ("eventbridge", outcome, response)
             }
             Trigger::Batch(messages) => {
-                let mut total = Outcome::default();
-                let mut failed = Vec::new();
-                for message in messages {
-                    let outcome = match message.objects {
-                        Ok(objects) => self.process(objects, message.api_calls).await,
-                        Err(e) => {
-                            tracing::error!(
-                                message_id = %message.message_id,
-                                error = %e,
-                                "SQS message could not be read"
-                            );
-                            Outcome {
-                                failures: vec![Failure::Message {
-                                    message_id: message.message_id.clone(),
-                                    error: e,
-                                }],
-                                ..Outcome::default()
-                            }
-                        }
-                    };
-                    if !outcome.failures.is_empty() {
-                        let mut failure = BatchItemFailure::default();
-                        failure.item_identifier = message.message_id.clone();
-                        failed.push(failure);
-                    }
-                    total.merge(outcome);
-                }
+                let (total, failed) = self.process_batch(messages).await;
                 crate::events::invocation_summary(
                     "sqs",
                     &total.counters,
@@ -284,6 +266,51 @@ impl Handler {
             source,
         });
         (response, counters)
+    }
+
+    /// The messages of an SQS batch, handled concurrently: at most `concurrency`
+    /// messages at once, their object reads sharing the handler's read permits (so
+    /// a batch never has more reads in flight than one event). Each message
+    /// succeeds or fails alone: a failed message, and only it, is returned for
+    /// `batchItemFailures`, in the batch's order.
+    async fn process_batch(&self, messages: Vec<BatchMessage>) -> (Outcome, Vec<BatchItemFailure>) {
+        let mut handled: Vec<(usize, String, Outcome)> =
+            stream::iter(messages.into_iter().enumerate())
+                .map(|(index, message)| async move {
+                    let outcome = match message.objects {
+                        Ok(objects) => self.process(objects, message.api_calls).await,
+                        Err(e) => {
+                            tracing::error!(
+                                message_id = %message.message_id,
+                                error = %e,
+                                "SQS message could not be read"
+                            );
+                            Outcome {
+                                failures: vec![Failure::Message {
+                                    message_id: message.message_id.clone(),
+                                    error: e,
+                                }],
+                                ..Outcome::default()
+                            }
+                        }
+                    };
+                    (index, message.message_id, outcome)
+                })
+                .buffer_unordered(self.concurrency.max(1))
+                .collect()
+                .await;
+        handled.sort_unstable_by_key(|(index, _, _)| *index);
+        let mut total = Outcome::default();
+        let mut failed = Vec::new();
+        for (_, message_id, outcome) in handled {
+            if !outcome.failures.is_empty() {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                failed.push(failure);
+            }
+            total.merge(outcome);
+        }
+        (total, failed)
     }
 
     /// Reads the objects, then decides and publishes their matches together.
@@ -356,6 +383,9 @@ impl Handler {
     }
 
     async fn read_object(&self, object: &ObjectRef) -> Result<ObjectReport, SourceError> {
+        // The semaphore is never closed; were it to be, the read would go ahead
+        // unbounded rather than fail.
+        let _permit = self.reads.acquire().await.ok();
         crate::history::scan::read_object(self.source.as_ref(), &self.detector, object).await
     }
 }

@@ -13,7 +13,10 @@ use super::runtime;
 
 /// The runtime's own subscriber, so that the function's log settings behave as
 /// AWS documents them: `AWS_LAMBDA_LOG_LEVEL` (else `RUST_LOG`, else info) and
-/// `AWS_LAMBDA_LOG_FORMAT` (`JSON` for JSON lines, text otherwise).
+/// `AWS_LAMBDA_LOG_FORMAT` (`JSON` for JSON lines, text otherwise). Warnings and
+/// errors go through it; the invocation's summary does not: it is written as its
+/// EMF document, a JSON line of its own with no level (Lambda reads it as INFO, so
+/// an application log level above INFO would drop it along with the metrics).
 fn init_logging() {
     lambda_runtime::tracing::init_default_subscriber();
 }
@@ -39,7 +42,10 @@ pub fn run() -> ExitCode {
         lambda_runtime::run(lambda_runtime::service_fn(
             move |event: lambda_runtime::LambdaEvent<Value>| {
                 let handler = Arc::clone(&handler);
-                async move { handler.handle(event.payload).await }
+                // The summary, often the invocation's only line, names its request.
+                trailwatch::events::with_request_id(event.context.request_id, async move {
+                    handler.handle(event.payload).await
+                })
             },
         ))
         .await

@@ -22,4 +22,6 @@ mod oracle;
 mod realtime;
 mod robustness;
 mod rules_output;
+mod sqs_batch;
+mod template;
 mod triggers;

@@ -112,3 +112,22 @@ pub fn without_latency(documents: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// An SQS batch as Lambda's event source mapping delivers it: one message per
+/// `(message id, body)`, each body the JSON text of the notification.
+pub fn sqs_batch(messages: &[(String, Value)]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| {
+            json!({
+                "messageId": id, "receiptHandle": format!("handle-{id}"), "body": body.to_string(),
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1714557600000",
+                               "SenderId": "AIDAJHIPRHEMV73VRJEBU", "ApproximateFirstReceiveTimestamp": "1714557600001"},
+                "messageAttributes": {}, "md5OfBody": "d41d8cd98f00b204e9800998ecf8427e",
+                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:trailwatch-ingest",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}

@@ -3,5 +3,7 @@
 pub mod corpus;
 pub mod fixtures;
 pub mod http;
+pub mod lambda_api;
 pub mod moto;
+pub mod read_gate;
 pub mod stack;
