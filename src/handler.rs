@@ -67,6 +67,9 @@ pub enum Failure {
         message_id: String,
         error: TriggerError,
     },
+    /// A digest could not be checked to the end (see `crate::integrity::watch`).
+    #[error("integrity check: {0}")]
+    Integrity(crate::integrity::IntegrityFailure),
 }
 
 impl Failure {
@@ -75,6 +78,7 @@ impl Failure {
         match self {
             Failure::Fetch(e) => Some(e.cause()),
             Failure::Publish(p) => Some(p.cause),
+            Failure::Integrity(f) => Some(f.cause),
             Failure::Decode { .. } | Failure::Message { .. } => None,
         }
     }
@@ -96,6 +100,8 @@ pub struct Handler {
     pub source: Arc<dyn ObjectSource>,
     /// Objects read at once.
     pub concurrency: usize,
+    /// Digest checking and the scanned-object ledger, when on (`TRAILWATCH_INTEGRITY`).
+    pub integrity: Option<Arc<crate::integrity::IntegrityWatch>>,
 }
 
 /// What one group of objects (an event, or one SQS message) produced.
@@ -128,7 +134,14 @@ impl Handler {
             detector,
             source,
             concurrency: config.concurrency,
+            integrity: None,
         }
+    }
+
+    /// The same handler, checking digests and recording what it scans.
+    pub fn with_integrity(mut self, watch: crate::integrity::IntegrityWatch) -> Handler {
+        self.integrity = Some(Arc::new(watch));
+        self
     }
 
     /// The handler as Lambda mode runs it: the embedded rules, objects from S3,
@@ -263,22 +276,28 @@ impl Handler {
     pub async fn process_objects(&self, objects: Vec<ObjectRef>) -> Outcome {
         let mut outcome = Outcome::default();
         let mut wanted = Vec::new();
+        let mut digests = Vec::new();
         for object in objects {
             match classify_key(&object.key) {
                 KeyKind::Log => wanted.push(object),
+                KeyKind::Digest if self.integrity.is_some() => digests.push(object),
                 kind => events::key_skipped(&mut outcome.counters, &object, kind),
             }
         }
-        let reports: Vec<(ObjectRef, Result<ObjectReport, SourceError>)> = stream::iter(wanted)
-            .map(|object| async move {
-                let report = self.read_object(&object).await;
-                (object, report)
-            })
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
+        let reports: Vec<(ObjectRef, Result<ObjectReport, SourceError>, Option<Cause>)> =
+            stream::iter(wanted)
+                .map(|object| async move {
+                    let (report, unrecorded) = self.read_object(&object).await;
+                    (object, report, unrecorded)
+                })
+                .buffer_unordered(self.concurrency.max(1))
+                .collect()
+                .await;
         let mut matches = Vec::new();
-        for (object, report) in reports {
+        for (object, report, unrecorded) in reports {
+            if let Some(cause) = unrecorded {
+                *outcome.counters.errors_by_cause.entry(cause).or_default() += 1;
+            }
             match report {
                 Ok(mut report) => {
                     outcome.counters.add_object(&report);
@@ -304,11 +323,45 @@ impl Handler {
         outcome
             .failures
             .extend(failures.into_iter().map(Failure::Publish));
+        // Digests after the log files of the event: their rescans and alerts
+        // come on top of the event's own.
+        if let Some(watch) = &self.integrity {
+            let pipe = crate::integrity::Pipeline {
+                source: self.source.as_ref(),
+                detector: &self.detector,
+                alerter: &self.alerter,
+                concurrency: self.concurrency,
+            };
+            for digest in digests {
+                let failures = watch.on_digest(&pipe, &digest, &mut outcome.counters).await;
+                outcome
+                    .failures
+                    .extend(failures.into_iter().map(Failure::Integrity));
+            }
+        }
         outcome
     }
 
-    async fn read_object(&self, object: &ObjectRef) -> Result<ObjectReport, SourceError> {
-        crate::history::scan::read_object(self.source.as_ref(), &self.detector, object).await
+    /// Reads one log object; with integrity on, also the cause of a failed ledger write.
+    async fn read_object(
+        &self,
+        object: &ObjectRef,
+    ) -> (Result<ObjectReport, SourceError>, Option<Cause>) {
+        let Some(watch) = &self.integrity else {
+            let report =
+                crate::history::scan::read_object(self.source.as_ref(), &self.detector, object)
+                    .await;
+            return (report, None);
+        };
+        // Hashed while scanned and recorded; a ledger that cannot be written only
+        // costs a second read when the digest comes, so it is counted, not failed.
+        let (report, unrecorded) = watch
+            .read_and_record(self.source.as_ref(), &self.detector, object)
+            .await;
+        if let Some(e) = &unrecorded {
+            tracing::warn!(object = %object, cause = e.cause.label(), error = %e, "scanned but not recorded in the integrity ledger");
+        }
+        (report, unrecorded.map(|e| e.cause))
     }
 }
 
