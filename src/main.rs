@@ -20,9 +20,10 @@ fn main() -> ExitCode {
         Some(Command::Scan(args)) => cli::commands::scan(args),
         Some(Command::Invoke(args)) => cli::commands::invoke(args),
         Some(Command::Backfill(args)) => cli::history::backfill(args),
+        Some(Command::Verify(args)) => cli::verify::run(args),
         Some(Command::Test { rules }) => cli::commands::rule_tests(&rules),
         None => {
-            eprintln!("trailwatch: a command is needed (scan, invoke, backfill, test, lambda); see trailwatch --help");
+            eprintln!("trailwatch: a command is needed (scan, invoke, backfill, verify, test, lambda); see trailwatch --help");
             ExitCode::from(2)
         }
     }
