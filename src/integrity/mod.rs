@@ -35,3 +35,44 @@ pub mod verifier;
 pub mod watch;
 
 pub use watch::{IntegrityFailure, IntegrityWatch, Pipeline};
+
+/// Signing for the tests: the throwaway key of `tests/data/integrity/` (AWS
+/// publishes no private key; see the README there).
+#[cfg(test)]
+pub(crate) mod testkit {
+    use std::sync::Arc;
+
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs1v15::SigningKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+    use sha2::Sha256;
+
+    use super::digest::{hex, Digest};
+    use super::keys::{KeyRing, StaticKeys};
+
+    pub const PUBLIC_KEYS: &str = include_str!("../../tests/data/integrity/public-keys.json");
+    pub const FINGERPRINT: &str = "5c760abaa63b13867f5fc45e0598ab13";
+    const KEY_PEM: &str = include_str!("../../tests/data/integrity/test-signing-key.pem");
+
+    pub fn sign(bytes: &[u8]) -> String {
+        let base64: String = KEY_PEM
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let der = aws_smithy_types::base64::decode(base64).expect("the test key is base64");
+        let key = rsa::PrivateKey::from_pkcs1_der(&der).expect("the test key is PKCS #1");
+        hex(&SigningKey::<Sha256>::new(key).sign(bytes).to_bytes())
+    }
+
+    pub fn ring() -> KeyRing {
+        KeyRing::new(Arc::new(StaticKeys::parse("test", PUBLIC_KEYS).unwrap()))
+    }
+
+    /// A digest object as CloudTrail would deliver `json`: gzip, and the signature
+    /// of its signing string.
+    pub fn signed(json: &str) -> (Vec<u8>, String) {
+        let parsed = Digest::parse_inflated(json.as_bytes()).expect("a test digest");
+        let signature = sign(parsed.digest.signing_string(&parsed.sha256).as_bytes());
+        (crate::decode::test_gzip(json.as_bytes()), signature)
+    }
+}
