@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::decode::repair::{self, Repaired};
 use crate::decode::{
-    scan_records, scan_records_observed, DecodeError, Limits, Prefilter, ScanStats,
+    scan_records, scan_records_observed, DecodeError, DecodedObserver, Limits, Prefilter, ScanStats,
 };
 use crate::rule::RuleSet;
 use crate::time::parse_event_time;
@@ -119,7 +119,7 @@ impl Detector {
         &self,
         raw: R,
         source: &str,
-        observe: Option<&mut dyn FnMut(&[u8])>,
+        observe: Option<DecodedObserver<'_>>,
     ) -> ObjectReport {
         let mut matches = Vec::new();
         let mut invalid_records = 0;

@@ -108,6 +108,9 @@ pub fn scan_records<R: Read>(
     )
 }
 
+/// Sees the decoded bytes of an object, in order, one read at a time.
+pub type DecodedObserver<'a> = &'a mut dyn FnMut(&[u8]);
+
 /// [`scan_records`], also handing every decoded byte, in order, to `observe`
 /// (once per read, about 256 KiB): the SHA-256 of a log file's uncompressed content
 /// that CloudTrail's digests list. Meaningful only when the outcome has no error.
@@ -115,7 +118,7 @@ pub fn scan_records_observed<'a, R: Read>(
     raw: R,
     prefilter: &'a Prefilter,
     limits: &'a Limits,
-    observe: &'a mut dyn FnMut(&[u8]),
+    observe: DecodedObserver<'a>,
     on_candidate: impl FnMut(u64, &[u8]),
 ) -> ScanOutcome {
     let kernel = kernel::Choice::from_env();
@@ -137,7 +140,7 @@ fn scan_observed<'a, R: Read>(
     raw: R,
     prefilter: &'a Prefilter,
     limits: &'a Limits,
-    observe: Option<&'a mut dyn FnMut(&[u8])>,
+    observe: Option<DecodedObserver<'a>>,
     on_candidate: impl FnMut(u64, &[u8]),
 ) -> ScanOutcome {
     let _busy = super::piped::Busy::scan();
@@ -184,7 +187,7 @@ struct Scanner<'a, F> {
     limits: &'a Limits,
     on_candidate: F,
     /// Sees every decoded byte, when a caller hashes them (off by default).
-    observe: Option<&'a mut dyn FnMut(&[u8])>,
+    observe: Option<DecodedObserver<'a>>,
     stats: ScanStats,
 
     base: u64,

@@ -99,7 +99,7 @@ pub fn build(context: &DigestContext, findings: &[Finding]) -> Option<Notificati
     }
     let mut ids = String::new();
     for f in findings {
-        let _ = write!(ids, "{:?} {}\n", f.kind, f.object);
+        let _ = writeln!(ids, "{:?} {}", f.kind, f.object);
     }
     let id = alert_id(
         RULE_ID,

@@ -683,7 +683,7 @@ async fn on_the_emulator_the_ledger_lives_in_the_dedup_table_and_rollups_ignore_
         .handler(None)
         .with_integrity(IntegrityWatch::new(Arc::new(public_keys()), ledger.clone()));
     handler
-        .handle(stack.s3_event(&[d.key.clone()]))
+        .handle(stack.s3_event(std::slice::from_ref(&d.key)))
         .await
         .unwrap();
     let mut delivered = stack.drain().await;
@@ -714,7 +714,7 @@ async fn on_the_emulator_the_ledger_lives_in_the_dedup_table_and_rollups_ignore_
     assert!(stack.drain().await.is_empty());
     // A redelivered digest: recorded as checked, skipped.
     handler
-        .handle(stack.s3_event(&[d.key.clone()]))
+        .handle(stack.s3_event(std::slice::from_ref(&d.key)))
         .await
         .unwrap();
     assert!(stack.drain().await.is_empty());
