@@ -431,6 +431,40 @@ async fn verify_reports_an_unlisted_file_and_refuses_bad_arguments() {
         )]
     );
 
+    // `scan --verify` alerts on the planted export, and says where it came from.
+    let output = trailwatch(&server.endpoint)
+        .args([
+            "scan",
+            "--format",
+            "json",
+            "--no-progress",
+            &format!("s3://{bucket}"),
+            "--since",
+            "2024-05-01",
+            "--until",
+            "2024-05-01T05:00:00Z",
+            "--verify",
+            "--public-keys",
+            data("public-keys.json").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let alerts: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 1, "{stdout}");
+    assert_eq!(alerts[0]["source"], format!("s3://{bucket}/{planted}"));
+    assert!(
+        stderr.contains(&format!(
+            "alerts from s3://{bucket}/{planted} come from a log file that failed verification (UNLISTED"
+        )),
+        "{stderr}"
+    );
+
     for (args, expected) in [
         (vec!["verify", "s3://x-bucket"], "needs --since"),
         (
@@ -718,4 +752,75 @@ async fn on_the_emulator_the_ledger_lives_in_the_dedup_table_and_rollups_ignore_
         .await
         .unwrap();
     assert!(stack.drain().await.is_empty());
+}
+
+/// The stack's silence alarms (`make template` lints the file; this checks that
+/// the alarms say what docs/integrity.md says they do).
+#[test]
+fn the_template_alarms_on_silence() {
+    let text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("template.yaml"))
+            .unwrap();
+    let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let resources = &template["Resources"];
+    let alarm = |name: &str| {
+        let resource = &resources[name];
+        assert_eq!(
+            resource["Type"].as_str(),
+            Some("AWS::CloudWatch::Alarm"),
+            "{name}"
+        );
+        let properties = resource["Properties"].clone();
+        let actions = format!("{:?}", properties["AlarmActions"]);
+        assert!(actions.contains("AlertTopic"), "{name}: {actions}");
+        properties
+    };
+    let heartbeat = alarm("HeartbeatAlarm");
+    assert_eq!(heartbeat["Namespace"].as_str(), Some("trailwatch"));
+    assert_eq!(heartbeat["MetricName"].as_str(), Some("Objects"));
+    assert_eq!(heartbeat["TreatMissingData"].as_str(), Some("breaching"));
+    assert_eq!(
+        heartbeat["ComparisonOperator"].as_str(),
+        Some("LessThanThreshold")
+    );
+    assert!(format!("{:?}", heartbeat["EvaluationPeriods"]).contains("HeartbeatMinutes"));
+    for (name, namespace, metric) in [
+        ("ThrottlesAlarm", "AWS/Lambda", "Throttles"),
+        (
+            "AsyncEventsDroppedAlarm",
+            "AWS/Lambda",
+            "AsyncEventsDropped",
+        ),
+        (
+            "DestinationDeliveryFailuresAlarm",
+            "AWS/Lambda",
+            "DestinationDeliveryFailures",
+        ),
+        (
+            "ObjectCreatedRuleFailedInvocationsAlarm",
+            "AWS/Events",
+            "FailedInvocations",
+        ),
+        (
+            "FlushScheduleFailedInvocationsAlarm",
+            "AWS/Events",
+            "FailedInvocations",
+        ),
+    ] {
+        let properties = alarm(name);
+        assert_eq!(properties["Namespace"].as_str(), Some(namespace), "{name}");
+        assert_eq!(properties["MetricName"].as_str(), Some(metric), "{name}");
+    }
+    // The function is told, and the parameters exist.
+    let environment = format!(
+        "{:?}",
+        resources["TrailwatchFunction"]["Properties"]["Environment"]
+    );
+    assert!(
+        environment.contains("TRAILWATCH_INTEGRITY"),
+        "{environment}"
+    );
+    for parameter in ["EnableIntegrity", "HeartbeatMinutes"] {
+        assert!(!template["Parameters"][parameter].is_null(), "{parameter}");
+    }
 }
