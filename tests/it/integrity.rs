@@ -824,3 +824,135 @@ fn the_template_alarms_on_silence() {
         assert!(!template["Parameters"][parameter].is_null(), "{parameter}");
     }
 }
+
+/// A loopback server answering CloudTrail's JSON protocol with `pages` in turn
+/// (one response per request), recording each request's target and body.
+async fn fake_cloudtrail(
+    pages: Vec<(u16, String)>,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let mut pages = pages.into_iter();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            loop {
+                // One request: headers, then Content-Length bytes of body.
+                let head_end = loop {
+                    if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(at + 4);
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break None,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let Some(head_end) = head_end else { break };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < head_end + length {
+                    let mut chunk = [0u8; 4096];
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned();
+                let target = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-amz-target:"))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                log.lock().unwrap().push(format!("{target} {body}"));
+                buf.drain(..head_end + length);
+                let (status, answer) = pages.next().unwrap_or((500, "{}".into()));
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{answer}",
+                    answer.len()
+                );
+                if socket.write_all(response.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (url, seen)
+}
+
+async fn sdk_config_for(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-west-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .endpoint_url(url)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
+}
+
+#[tokio::test]
+async fn list_public_keys_through_the_sdk_pages_and_reports_throttling() {
+    use trailwatch::integrity::keys::{CloudTrailKeys, KeyError, KeyRing, PublicKeySource};
+    let keys = public_keys().0;
+    let value = aws_smithy_types::base64::encode(&keys[0].der);
+    let pages = vec![
+        (
+            200,
+            json!({"PublicKeyList": [{"Value": aws_smithy_types::base64::encode(b"not a key"),
+                    "ValidityStartTime": 1.7145e9, "ValidityEndTime": 1.7146e9, "Fingerprint": "other"}],
+                   "NextToken": "page-2"})
+            .to_string(),
+        ),
+        (
+            200,
+            json!({"PublicKeyList": [{"Value": value, "ValidityStartTime": 1.7145e9,
+                    "ValidityEndTime": 1.7146e9, "Fingerprint": FINGERPRINT}]})
+            .to_string(),
+        ),
+        (
+            400,
+            json!({"__type": "ThrottlingException", "message": "Rate exceeded"}).to_string(),
+        ),
+    ];
+    let (url, seen) = fake_cloudtrail(pages).await;
+    let source = Arc::new(CloudTrailKeys::new(&sdk_config_for(&url).await));
+    let ring = KeyRing::new(source.clone());
+    ring.key("us-east-2", FINGERPRINT, BASE_MS, BASE_MS + HOUR_MS)
+        .await
+        .unwrap();
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(
+        requests[0].starts_with("cloudtrail_20131101.listpublickeys "),
+        "{requests:?}"
+    );
+    assert!(
+        requests[1].contains("\"NextToken\":\"page-2\""),
+        "{requests:?}"
+    );
+    // An unreadable key under another fingerprint is named, not a panic.
+    let other = ring
+        .key("us-east-2", "other", BASE_MS, BASE_MS + HOUR_MS)
+        .await;
+    assert!(other.unwrap_err().to_string().contains("cannot be read"));
+    // A throttled call is a failure with its cause, for Lambda to retry.
+    let error = source
+        .list("us-east-2", BASE_MS, BASE_MS + HOUR_MS)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, KeyError::List { cause, .. } if *cause == trailwatch::aws_error::Cause::Throttled),
+        "{error}"
+    );
+    assert!(error.to_string().contains("us-east-2"), "{error}");
+}
