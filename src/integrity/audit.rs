@@ -532,3 +532,60 @@ fn merge(mut spans: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_that_meet_make_one_span() {
+        let h = 3_600_000;
+        assert_eq!(
+            merge(vec![(2 * h, 3 * h), (0, h), (h + 1000, 2 * h)]),
+            vec![(0, 3 * h)]
+        );
+        assert_eq!(
+            merge(vec![(0, h), (2 * h, 3 * h)]),
+            vec![(0, h), (2 * h, 3 * h)]
+        );
+    }
+
+    #[test]
+    fn only_valid_and_unverified_pass() {
+        for status in [Status::Valid, Status::Unverified] {
+            assert!(!status.fails());
+        }
+        for status in [
+            Status::Modified,
+            Status::Missing,
+            Status::Unlisted,
+            Status::Invalid,
+            Status::Error,
+        ] {
+            assert!(status.fails());
+        }
+        let mut summary = Summary::default();
+        let object = ObjectRef {
+            bucket: "b".into(),
+            key: "k".into(),
+        };
+        summary.add(&Verdict::new(
+            ObjectKind::Digest,
+            &object,
+            Status::Valid,
+            None,
+        ));
+        assert!(!summary.failed());
+        summary.add(&Verdict::new(
+            ObjectKind::LogFile,
+            &object,
+            Status::Missing,
+            Some("not found".into()),
+        ));
+        assert!(summary.failed());
+        assert_eq!(
+            summary.line(),
+            "digest files: 1 valid; log files: 1 MISSING"
+        );
+    }
+}

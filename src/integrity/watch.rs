@@ -460,3 +460,22 @@ impl DigestCheck<'_, '_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_switch_is_read_like_the_other_booleans() {
+        let with = |value: Option<&str>| enabled_from_env(|_| value.map(str::to_owned));
+        assert_eq!(with(None), Ok(false));
+        assert_eq!(with(Some(" ")), Ok(false));
+        assert_eq!(with(Some("TRUE")), Ok(true));
+        assert_eq!(with(Some("false")), Ok(false));
+        let error = with(Some("maybe")).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "configuration: TRAILWATCH_INTEGRITY: \"maybe\" is neither true nor false"
+        );
+    }
+}
