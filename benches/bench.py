@@ -123,7 +123,9 @@ def main():
     decode = pin + [args.decode]
     # name -> decode_only option; "decode" (the reference) is zlib-rs MultiGzDecoder.
     decoders = {"decode": "--zlib-rs", "stream": "--stream", "libdeflate-mem": "--libdeflate",
-                "scan-decoder": None, "floor": "--search"}
+                "scan-decoder": None, "floor": "--search",
+                # Integrity: the record scanner alone, and with SHA-256 of every decoded byte.
+                "scanner": "--scan", "scanner-hashed": "--scan-hashed"}
     corpora = {
         "large": files_of(args.large),
         "small": files_of(args.small),
@@ -183,6 +185,11 @@ def main():
     line("floor (scan's decoder + needle search) MB/s", lambda size, s: f"{mbps(size, s['floor']):.0f}")
     line("floor/zlib-rs decode time, wall", lambda size, s: f"{pair_ratio(s, 0, of='floor'):.3f}")
     line("floor/libdeflate decode time, wall", lambda size, s: f"{pair_ratio(s, 0, 'libdeflate-mem', 'floor'):.3f}")
+
+    # Integrity: what hashing every decoded byte (SHA-256, hardware) adds to the scan.
+    line("record scanner MB/s", lambda size, s: f"{mbps(size, s['scanner']):.0f}")
+    line("record scanner + SHA-256 (integrity) MB/s", lambda size, s: f"{mbps(size, s['scanner-hashed']):.0f}")
+    line("  hashed/plain time, wall", lambda size, s: f"{pair_ratio(s, 0, 'scanner', 'scanner-hashed'):.3f}")
 
     def rest_speed(size, samples, budget):
         """GB/s the scan beyond the floor runs at (or would need, for a budget)."""

@@ -3,7 +3,7 @@
 //! scan. `scan` time divided by one of these times is the cost of detection on top
 //! of that decompression.
 //!
-//! Usage: `decode_only [--zlib-rs | --stream | --libdeflate | --search | --scan]
+//! Usage: `decode_only [--zlib-rs | --stream | --libdeflate | --search | --scan | --scan-hashed]
 //! FILE...` prints the decompressed bytes, the elapsed time and MB/s.
 //! - no option: what the scan decodes with (`decode::open_stream`: small objects
 //!   whole with libdeflate, larger ones streamed, on a second thread when a core
@@ -18,7 +18,9 @@
 //! - `--search`: also run the rules' literal needle search over each buffer (the
 //!   lower bound of any exact scan);
 //! - `--scan`: run the streaming record scanner (`decode::scan_records`) without
-//!   parsing candidates or anything after: the scan's cost without the CLI's.
+//!   parsing candidates or anything after: the scan's cost without the CLI's;
+//! - `--scan-hashed`: the same, also hashing every decoded byte with SHA-256 as
+//!   the integrity check does (`decode::scan_records_observed`): its cost.
 
 use std::io::{BufReader, Read};
 use std::process::ExitCode;
@@ -28,7 +30,8 @@ use trailwatch::decode::gzip::GzipDecoder;
 use trailwatch::decode::piped::Busy;
 use trailwatch::decode::whole_object::decode_in_memory;
 use trailwatch::decode::{
-    open_stream, scan_records, DecodeError, Limits, Prefilter, DECODED_BUFFER,
+    open_stream, scan_records, scan_records_observed, DecodeError, Limits, Prefilter,
+    DECODED_BUFFER,
 };
 use trailwatch::rule::RuleSet;
 
@@ -40,6 +43,7 @@ enum Mode {
     Libdeflate,
     Search,
     Scan,
+    ScanHashed,
 }
 
 fn main() -> ExitCode {
@@ -52,12 +56,13 @@ fn main() -> ExitCode {
             "--libdeflate" => mode = Mode::Libdeflate,
             "--search" => mode = Mode::Search,
             "--scan" => mode = Mode::Scan,
+            "--scan-hashed" => mode = Mode::ScanHashed,
             _ => files.push(arg),
         }
     }
     if files.is_empty() {
         eprintln!(
-            "usage: decode_only [--zlib-rs | --stream | --libdeflate | --search | --scan] FILE..."
+            "usage: decode_only [--zlib-rs | --stream | --libdeflate | --search | --scan | --scan-hashed] FILE..."
         );
         return ExitCode::from(2);
     }
@@ -107,6 +112,20 @@ fn main() -> ExitCode {
                     None => Ok(outcome.stats.decoded_bytes),
                 }
             }
+            Mode::ScanHashed => {
+                use sha2::Digest;
+                let mut hasher = sha2::Sha256::new();
+                let mut observe = |bytes: &[u8]| hasher.update(bytes);
+                let outcome =
+                    scan_records_observed(file, &prefilter, &limits, &mut observe, |_, _| {
+                        found += 1
+                    });
+                std::hint::black_box(hasher.finalize());
+                match outcome.error {
+                    Some(e) => Err(std::io::Error::other(e.to_string())),
+                    None => Ok(outcome.stats.decoded_bytes),
+                }
+            }
             Mode::Decode | Mode::Search => {
                 match decode_scanned(
                     file,
@@ -136,7 +155,7 @@ fn main() -> ExitCode {
     let found = match mode {
         Mode::Decode | Mode::ZlibRs | Mode::Stream | Mode::Libdeflate => String::new(),
         Mode::Search => format!(" needle_hits={found}"),
-        Mode::Scan => format!(" candidates={found}"),
+        Mode::Scan | Mode::ScanHashed => format!(" candidates={found}"),
     };
     println!(
         "files={} bytes={total} elapsed={secs:.4}s throughput={:.1}MB/s{found}",

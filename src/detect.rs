@@ -17,7 +17,9 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::decode::repair::{self, Repaired};
-use crate::decode::{scan_records, DecodeError, Limits, Prefilter, ScanStats};
+use crate::decode::{
+    scan_records, scan_records_observed, DecodeError, DecodedObserver, Limits, Prefilter, ScanStats,
+};
 use crate::rule::RuleSet;
 use crate::time::parse_event_time;
 
@@ -136,37 +138,48 @@ impl Detector {
 
     /// Reads one object and returns its matches in document order.
     pub fn detect<R: Read>(&self, raw: R, source: &str) -> ObjectReport {
+        self.detect_observed(raw, source, None)
+    }
+
+    /// [`Detector::detect`], also handing every decoded byte to `observe` (the
+    /// integrity check hashes them; see `crate::integrity`).
+    pub fn detect_observed<R: Read>(
+        &self,
+        raw: R,
+        source: &str,
+        observe: Option<DecodedObserver<'_>>,
+    ) -> ObjectReport {
         let mut matches = Vec::new();
         let mut invalid_records = 0;
         let mut lenient_records = 0;
         let mut first_invalid = None;
-        let outcome =
-            scan_records(
-                raw,
-                &self.prefilter,
-                &self.limits,
-                |offset, bytes| match parse_candidate(bytes, offset) {
-                    Ok(candidate) => {
-                        if !candidate.warnings.is_empty() {
-                            lenient_records += 1;
-                            tracing::warn!(
-                                object = source,
-                                offset,
-                                warnings = ?candidate.warnings,
-                                "record evaluated after a lenient parse"
-                            );
-                        }
-                        self.evaluate(candidate, source, offset, &mut matches);
-                    }
-                    Err(e) => {
-                        invalid_records += 1;
-                        first_invalid.get_or_insert(DecodeError::Syntax {
-                            offset: offset + e.column() as u64,
-                            message: format!("invalid record: {e}"),
-                        });
-                    }
-                },
-            );
+        let on_candidate = |offset, bytes: &[u8]| match parse_candidate(bytes, offset) {
+            Ok(candidate) => {
+                if !candidate.warnings.is_empty() {
+                    lenient_records += 1;
+                    tracing::warn!(
+                        object = source,
+                        offset,
+                        warnings = ?candidate.warnings,
+                        "record evaluated after a lenient parse"
+                    );
+                }
+                self.evaluate(candidate, source, offset, &mut matches);
+            }
+            Err(e) => {
+                invalid_records += 1;
+                first_invalid.get_or_insert(DecodeError::Syntax {
+                    offset: offset + e.column() as u64,
+                    message: format!("invalid record: {e}"),
+                });
+            }
+        };
+        let outcome = match observe {
+            None => scan_records(raw, &self.prefilter, &self.limits, on_candidate),
+            Some(observe) => {
+                scan_records_observed(raw, &self.prefilter, &self.limits, observe, on_candidate)
+            }
+        };
         ObjectReport {
             source: source.to_owned(),
             matches,

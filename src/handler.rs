@@ -75,6 +75,9 @@ pub enum Failure {
     /// parser accepts.
     #[error("{origin}: {error}")]
     Record { origin: String, error: DecodeError },
+    /// A digest could not be checked to the end (see `crate::integrity::watch`).
+    #[error("integrity check: {0}")]
+    Integrity(crate::integrity::IntegrityFailure),
 }
 
 impl Failure {
@@ -83,6 +86,7 @@ impl Failure {
         match self {
             Failure::Fetch(e) => Some(e.cause()),
             Failure::Publish(p) => Some(p.cause),
+            Failure::Integrity(f) => Some(f.cause),
             Failure::Decode { .. } | Failure::Message { .. } | Failure::Record { .. } => None,
         }
     }
@@ -107,6 +111,8 @@ pub struct Handler {
     /// `concurrency` permits, one per object read in flight, shared by the
     /// messages of an SQS batch.
     reads: Arc<Semaphore>,
+    /// Digest checking and the scanned-object ledger, when on (`TRAILWATCH_INTEGRITY`).
+    pub integrity: Option<Arc<crate::integrity::IntegrityWatch>>,
 }
 
 /// What one group of objects (an event, or one SQS message) produced.
@@ -140,7 +146,14 @@ impl Handler {
             source,
             concurrency: config.concurrency,
             reads: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            integrity: None,
         }
+    }
+
+    /// The same handler, checking digests and recording what it scans.
+    pub fn with_integrity(mut self, watch: crate::integrity::IntegrityWatch) -> Handler {
+        self.integrity = Some(Arc::new(watch));
+        self
     }
 
     /// The handler as Lambda mode runs it: the embedded rules, objects from S3,
@@ -323,22 +336,28 @@ impl Handler {
     pub async fn process(&self, objects: Vec<ObjectRef>, api_calls: Vec<ApiCall>) -> Outcome {
         let mut outcome = Outcome::default();
         let mut wanted = Vec::new();
+        let mut digests = Vec::new();
         for object in objects {
             match classify_key(&object.key) {
                 KeyKind::Log => wanted.push(object),
+                KeyKind::Digest if self.integrity.is_some() => digests.push(object),
                 kind => events::key_skipped(&mut outcome.counters, &object, kind),
             }
         }
-        let reports: Vec<(ObjectRef, Result<ObjectReport, SourceError>)> = stream::iter(wanted)
-            .map(|object| async move {
-                let report = self.read_object(&object).await;
-                (object, report)
-            })
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
+        let reports: Vec<(ObjectRef, Result<ObjectReport, SourceError>, Option<Cause>)> =
+            stream::iter(wanted)
+                .map(|object| async move {
+                    let (report, unrecorded) = self.read_object(&object).await;
+                    (object, report, unrecorded)
+                })
+                .buffer_unordered(self.concurrency.max(1))
+                .collect()
+                .await;
         let mut matches = Vec::new();
-        for (object, report) in reports {
+        for (object, report, unrecorded) in reports {
+            if let Some(cause) = unrecorded {
+                *outcome.counters.errors_by_cause.entry(cause).or_default() += 1;
+            }
             match report {
                 Ok(mut report) => {
                     outcome.counters.add_object(&report);
@@ -379,14 +398,48 @@ impl Handler {
         outcome
             .failures
             .extend(failures.into_iter().map(Failure::Publish));
+        // Digests after the log files of the event: their rescans and alerts
+        // come on top of the event's own.
+        if let Some(watch) = &self.integrity {
+            let pipe = crate::integrity::Pipeline {
+                source: self.source.as_ref(),
+                detector: &self.detector,
+                alerter: &self.alerter,
+                concurrency: self.concurrency,
+            };
+            for digest in digests {
+                let failures = watch.on_digest(&pipe, &digest, &mut outcome.counters).await;
+                outcome
+                    .failures
+                    .extend(failures.into_iter().map(Failure::Integrity));
+            }
+        }
         outcome
     }
 
-    async fn read_object(&self, object: &ObjectRef) -> Result<ObjectReport, SourceError> {
+    /// Reads one log object; with integrity on, also the cause of a failed ledger write.
+    async fn read_object(
+        &self,
+        object: &ObjectRef,
+    ) -> (Result<ObjectReport, SourceError>, Option<Cause>) {
         // The semaphore is never closed; were it to be, the read would go ahead
         // unbounded rather than fail.
         let _permit = self.reads.acquire().await.ok();
-        crate::history::scan::read_object(self.source.as_ref(), &self.detector, object).await
+        let Some(watch) = &self.integrity else {
+            let report =
+                crate::history::scan::read_object(self.source.as_ref(), &self.detector, object)
+                    .await;
+            return (report, None);
+        };
+        // Hashed while scanned and recorded; a ledger that cannot be written only
+        // costs a second read when the digest comes, so it is counted, not failed.
+        let (report, unrecorded) = watch
+            .read_and_record(self.source.as_ref(), &self.detector, object)
+            .await;
+        if let Some(e) = &unrecorded {
+            tracing::warn!(object = %object, cause = e.cause.label(), error = %e, "scanned but not recorded in the integrity ledger");
+        }
+        (report, unrecorded.map(|e| e.cause))
     }
 }
 

@@ -26,6 +26,7 @@ pub mod events;
 pub mod files;
 pub mod handler;
 pub mod history;
+pub mod integrity;
 pub mod pipeline;
 pub mod redrive;
 pub mod rule;

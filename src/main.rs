@@ -21,9 +21,10 @@ fn main() -> ExitCode {
         Some(Command::Invoke(args)) => cli::commands::invoke(args),
         Some(Command::EventbridgePattern(args)) => cli::commands::eventbridge_pattern(args),
         Some(Command::Backfill(args)) => cli::history::backfill(args),
+        Some(Command::Verify(args)) => cli::verify::run(args),
         Some(Command::Test { rules }) => cli::commands::rule_tests(&rules),
         None => {
-            eprintln!("trailwatch: a command is needed (scan, invoke, eventbridge-pattern, backfill, test, lambda); see trailwatch --help");
+            eprintln!("trailwatch: a command is needed (scan, invoke, eventbridge-pattern, backfill, verify, test, lambda); see trailwatch --help");
             ExitCode::from(2)
         }
     }

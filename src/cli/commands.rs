@@ -72,6 +72,12 @@ pub fn scan(args: ScanArgs) -> ExitCode {
     let local_jobs = args.jobs.map_or(cores, |j| j as usize);
     let s3_jobs = args.jobs.map_or(super::history::S3_JOBS, |j| j as usize);
     let progress = !args.no_progress && (args.progress || std::io::stderr().is_terminal());
+    if args.verify && s3_urls.is_empty() {
+        return usage_error(
+            "--verify checks s3:// locations against their digests; none was given",
+        );
+    }
+    let mut alert_sources = std::collections::BTreeSet::new();
     let summary = runtime().block_on(async {
         let started = Instant::now();
         let mut collected = if local.is_empty() {
@@ -97,6 +103,9 @@ pub fn scan(args: ScanArgs) -> ExitCode {
                 collected.absorb(&part.counters, part.matches, part.failures);
             }
         }
+        if args.verify {
+            alert_sources.extend(collected.matches.iter().map(|m| m.source.clone()));
+        }
         Ok::<_, HistoryError>(decide(&alerter, collected, started).await)
     });
     let summary = match summary {
@@ -111,7 +120,15 @@ pub fn scan(args: ScanArgs) -> ExitCode {
         eprintln!("trailwatch: error: {failure}");
     }
     eprintln!("{}", summary.line());
-    if summary.failures.is_empty() {
+    let verified = !args.verify
+        || super::verify::after_scan(
+            &s3_urls,
+            &args.filters,
+            &args.public_keys,
+            s3_jobs,
+            &alert_sources,
+        );
+    if summary.failures.is_empty() && verified {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -35,10 +35,25 @@ pub fn run() -> ExitCode {
         }
     };
     let (config, topic_arn) = config;
+    let integrity =
+        match trailwatch::integrity::watch::enabled_from_env(|name| std::env::var(name).ok()) {
+            Ok(on) => on,
+            Err(e) => {
+                tracing::error!(error = %e, "invalid configuration");
+                eprintln!("trailwatch: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let result = runtime().block_on(async move {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let sink = trailwatch::sink::lambda_sink(&config, &aws, &topic_arn);
-        let handler = Arc::new(Handler::for_aws(&config, &aws, sink));
+        let mut handler = Handler::for_aws(&config, &aws, sink);
+        if integrity {
+            let watch =
+                trailwatch::integrity::IntegrityWatch::for_aws(&aws, config.dedup_table.as_deref());
+            handler = handler.with_integrity(watch);
+        }
+        let handler = Arc::new(handler);
         lambda_runtime::run(lambda_runtime::service_fn(
             move |event: lambda_runtime::LambdaEvent<Value>| {
                 let handler = Arc::clone(&handler);

@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod history;
 pub mod lambda;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -35,6 +36,10 @@ pub enum Command {
     /// Write the S3 Batch Operations manifest of a CloudTrail history and print
     /// the `aws s3control create-job` command that runs the function over it.
     Backfill(BackfillArgs),
+    /// Check a CloudTrail bucket's log files and digests against the digests'
+    /// signatures and hashes (like `aws cloudtrail validate-logs`); exit 1 when
+    /// anything is invalid or missing.
+    Verify(verify::VerifyArgs),
     /// Run the `Tests:` of rule files (the embedded rules when none is given).
     Test {
         /// Rule files (Panther YAML format).
@@ -78,6 +83,14 @@ pub struct ScanArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Also verify the s3:// locations against CloudTrail's digests (see `verify`)
+    /// and name the alerts that come from files that failed.
+    #[arg(long)]
+    pub verify: bool,
+    /// With --verify: the JSON `aws cloudtrail list-public-keys` prints, instead of
+    /// calling ListPublicKeys.
+    #[arg(long = "public-keys", value_name = "FILE", requires = "verify")]
+    pub public_keys: Vec<PathBuf>,
 }
 
 /// What a history (`s3://`) scan or backfill looks at, pruned by CloudTrail's key

@@ -18,7 +18,9 @@ pub mod whole_object;
 use std::io::{BufRead, BufReader, Read};
 
 pub use prefilter::Prefilter;
-pub use scanner::{scan_records, ScanStats, DECODED_BUFFER};
+pub use scanner::{
+    scan_records, scan_records_observed, DecodedObserver, ScanStats, DECODED_BUFFER,
+};
 
 /// Size limits that protect the process from hostile or broken objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -108,6 +108,23 @@ pub fn scan_records<R: Read>(
     )
 }
 
+/// Sees the decoded bytes of an object, in order, one read at a time.
+pub type DecodedObserver<'a> = &'a mut dyn FnMut(&[u8]);
+
+/// [`scan_records`], also handing every decoded byte, in order, to `observe`
+/// (once per read, about 256 KiB): the SHA-256 of a log file's uncompressed content
+/// that CloudTrail's digests list. Meaningful only when the outcome has no error.
+pub fn scan_records_observed<'a, R: Read>(
+    raw: R,
+    prefilter: &'a Prefilter,
+    limits: &'a Limits,
+    observe: DecodedObserver<'a>,
+    on_candidate: impl FnMut(u64, &[u8]),
+) -> ScanOutcome {
+    let kernel = kernel::Choice::from_env();
+    scan_observed(kernel, raw, prefilter, limits, Some(observe), on_candidate)
+}
+
 fn scan_with<R: Read>(
     kernel: kernel::Choice,
     raw: R,
@@ -115,9 +132,21 @@ fn scan_with<R: Read>(
     limits: &Limits,
     on_candidate: impl FnMut(u64, &[u8]),
 ) -> ScanOutcome {
+    scan_observed(kernel, raw, prefilter, limits, None, on_candidate)
+}
+
+fn scan_observed<'a, R: Read>(
+    kernel: kernel::Choice,
+    raw: R,
+    prefilter: &'a Prefilter,
+    limits: &'a Limits,
+    observe: Option<DecodedObserver<'a>>,
+    on_candidate: impl FnMut(u64, &[u8]),
+) -> ScanOutcome {
     let _busy = super::piped::Busy::scan();
     let mut scanner = Scanner::new(prefilter, limits, on_candidate);
     scanner.kernel = kernel;
+    scanner.observe = observe;
     let error = match super::open_stream(raw) {
         // Decoded in memory already: scanned where it lies.
         Ok(DecodedStream::Whole(whole)) => scanner.run_in_place(whole.bytes()).err(),
@@ -157,6 +186,8 @@ struct Scanner<'a, F> {
     prefilter: &'a Prefilter,
     limits: &'a Limits,
     on_candidate: F,
+    /// Sees every decoded byte, when a caller hashes them (off by default).
+    observe: Option<DecodedObserver<'a>>,
     stats: ScanStats,
 
     base: u64,
@@ -230,6 +261,7 @@ impl<'a, F: FnMut(u64, &[u8])> Scanner<'a, F> {
             prefilter,
             limits,
             on_candidate,
+            observe: None,
             stats: ScanStats::default(),
             base: 0,
             filled: 0,

@@ -228,6 +228,18 @@ pub async fn plan(
     filters: &Filters,
     today: i64,
 ) -> Result<Plan, ListError> {
+    plan_folder(lister, url, filters, today, "CloudTrail").await
+}
+
+/// [`plan`] for another folder of the layout beside `CloudTrail/` (the digests'
+/// `CloudTrail-Digest/`, for `trailwatch verify`).
+pub async fn plan_folder(
+    lister: &dyn Lister,
+    url: &S3Url,
+    filters: &Filters,
+    today: i64,
+    folder: &str,
+) -> Result<Plan, ListError> {
     let bucket = url.bucket.as_str();
     if url.prefix.contains("AWSLogs/") {
         // Already inside the layout: list it as given, keys filtered one by one.
@@ -276,7 +288,7 @@ pub async fn plan(
 
     let regions: Vec<Vec<String>> = stream::iter(&accounts)
         .map(|account| async move {
-            let trail = format!("{account}CloudTrail/");
+            let trail = format!("{account}{folder}/");
             children(lister, bucket, &trail).await.map(|names| {
                 names
                     .into_iter()

@@ -4,7 +4,7 @@
 pub mod local;
 pub mod s3;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Read;
 
@@ -30,6 +30,10 @@ impl fmt::Display for ObjectRef {
 
 /// A readable object body. Bodies are read on a blocking thread.
 pub type Body = Box<dyn Read + Send>;
+
+/// An object's user metadata: `x-amz-meta-NAME` by `NAME` (lower case). CloudTrail
+/// keeps a digest's signature there.
+pub type Metadata = BTreeMap<String, String>;
 
 /// Why an object could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +69,22 @@ impl SourceError {
 pub trait ObjectSource: Send + Sync {
     /// Opens the object for streaming.
     async fn open(&self, object: &ObjectRef) -> Result<Body, SourceError>;
+
+    /// Opens the object with its user metadata. A source that keeps none (a local
+    /// folder) returns an empty map.
+    async fn open_with_metadata(
+        &self,
+        object: &ObjectRef,
+    ) -> Result<(Body, Metadata), SourceError> {
+        Ok((self.open(object).await?, Metadata::new()))
+    }
 }
 
 /// Objects held in memory (tests).
 #[derive(Default)]
 pub struct MemorySource {
     pub objects: HashMap<ObjectRef, Vec<u8>>,
+    pub metadata: HashMap<ObjectRef, Metadata>,
 }
 
 impl MemorySource {
@@ -84,6 +98,19 @@ impl MemorySource {
         );
         self
     }
+
+    /// Sets one `x-amz-meta-NAME` of an object.
+    pub fn with_metadata(mut self, bucket: &str, key: &str, name: &str, value: &str) -> Self {
+        let object = ObjectRef {
+            bucket: bucket.into(),
+            key: key.into(),
+        };
+        self.metadata
+            .entry(object)
+            .or_default()
+            .insert(name.into(), value.into());
+        self
+    }
 }
 
 #[async_trait]
@@ -93,5 +120,13 @@ impl ObjectSource for MemorySource {
             .get(object)
             .map(|bytes| Box::new(std::io::Cursor::new(bytes.clone())) as Body)
             .ok_or_else(|| SourceError::NotFound(object.clone()))
+    }
+
+    async fn open_with_metadata(
+        &self,
+        object: &ObjectRef,
+    ) -> Result<(Body, Metadata), SourceError> {
+        let body = self.open(object).await?;
+        Ok((body, self.metadata.get(object).cloned().unwrap_or_default()))
     }
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use tokio_util::io::SyncIoBridge;
 
-use super::{Body, ObjectRef, ObjectSource, SourceError};
+use super::{Body, Metadata, ObjectRef, ObjectSource, SourceError};
 use crate::aws_error::classify;
 
 pub struct S3Source {
@@ -21,6 +21,13 @@ impl S3Source {
 #[async_trait]
 impl ObjectSource for S3Source {
     async fn open(&self, object: &ObjectRef) -> Result<Body, SourceError> {
+        Ok(self.open_with_metadata(object).await?.0)
+    }
+
+    async fn open_with_metadata(
+        &self,
+        object: &ObjectRef,
+    ) -> Result<(Body, Metadata), SourceError> {
         let response = self
             .client
             .get_object()
@@ -38,7 +45,15 @@ impl ObjectSource for S3Source {
                     message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
                 }
             })?;
+        let metadata = response
+            .metadata()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let reader = response.body.into_async_read();
-        Ok(Box::new(SyncIoBridge::new(reader)))
+        Ok((Box::new(SyncIoBridge::new(reader)), metadata))
     }
 }

@@ -17,6 +17,7 @@ mod handler;
 mod history;
 mod history_cli;
 mod hostile_input;
+mod integrity;
 mod moto_harness;
 mod oracle;
 mod realtime;

@@ -64,6 +64,9 @@ impl<F: FnMut(u64, &[u8])> Scanner<'_, F> {
 
     /// After `n` more bytes arrived at the end of `buf` (the window).
     fn scan_read(&mut self, buf: &[u8], n: usize) -> Result<(), DecodeError> {
+        if let Some(observe) = self.observe.as_mut() {
+            observe(&buf[buf.len() - n..]);
+        }
         self.stats.decoded_bytes += n as u64;
         if self.stats.decoded_bytes > self.limits.max_decompressed_bytes {
             return Err(DecodeError::TooLarge {
