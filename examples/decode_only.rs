@@ -96,7 +96,7 @@ fn main() -> ExitCode {
                 let mut file = file;
                 file.read_to_end(&mut compressed).and_then(|_| {
                     decode_in_memory(&compressed, &mut decoded, usize::MAX)
-                        .map(|n| n as u64)
+                        .map(|decoded| decoded.len as u64)
                         .ok_or_else(|| std::io::Error::other("libdeflate could not decode it"))
                 })
             }
