@@ -27,6 +27,27 @@ const SHRINK_STEPS: [Option<usize>; 5] = [None, Some(4096), Some(1024), Some(256
 /// SNS subject limit.
 pub const MAX_SUBJECT_CHARS: usize = 100;
 
+/// The record fields every alert reads, besides its rule's (see
+/// [`crate::rule::Rule::field_paths`]): the detector keeps these when it parses a
+/// record.
+pub const RECORD_FIELDS: &[&[&str]] = &[
+    &["eventTime"],
+    &["recipientAccountId"],
+    &["awsRegion"],
+    &["sourceIPAddress"],
+    &["userAgent"],
+    &["userIdentity", "arn"],
+    &["userIdentity", "type"],
+    &["userIdentity", "userName"],
+    &[
+        "userIdentity",
+        "sessionContext",
+        "sessionIssuer",
+        "userName",
+    ],
+    &["userIdentity", "principalId"],
+];
+
 /// Who made the call.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Principal {
@@ -399,6 +420,20 @@ pub fn build_alert(
     window_start_ms: i64,
     window_ms: i64,
 ) -> Notification {
+    build_alert_as(rule, m, dedup_key, window_start_ms, window_ms, "alert")
+}
+
+/// [`build_alert`] with the `kind` its `alertId` is made of: `alert` for a window's
+/// first alert, `alert:CRITICAL` for the alert of a match worse than the window's
+/// earlier alerts (it has an id of its own, stable across retries).
+pub fn build_alert_as(
+    rule: &Rule,
+    m: &Match,
+    dedup_key: &str,
+    window_start_ms: i64,
+    window_ms: i64,
+    id_kind: &str,
+) -> Notification {
     let record = &m.record;
     let (severity, reason) = rule.severity_for(record);
     let text = |key: &str| crate::rule::scalar_text(record.get(key));
@@ -406,7 +441,7 @@ pub fn build_alert(
     let resources = resources_of(rule, &context);
     let mut document = AlertDocument {
         kind: "alert",
-        alert_id: alert_id(&rule.id, dedup_key, window_start_ms, "alert"),
+        alert_id: alert_id(&rule.id, dedup_key, window_start_ms, id_kind),
         rule_id: rule.id.clone(),
         title: rule.title_for(record),
         severity,
@@ -427,8 +462,8 @@ pub fn build_alert(
         user_agent: text("userAgent"),
         context,
         source: m.source.clone(),
-        event: Some(m.raw.clone()),
-        event_omitted: false,
+        event: m.raw.clone(),
+        event_omitted: m.raw.is_none(),
         parse_warnings: m.parse_warnings.clone(),
         truncated_fields: Vec::new(),
     };
