@@ -202,7 +202,10 @@ async fn the_shared_rule_mails_and_rolls_up_only_its_own_fields() {
         .starts_with("[CRITICAL] RDS snapshot aurora-snapshot shared"));
     let rollup: Value = serde_json::from_str(&published[2].document).unwrap();
     assert_eq!(rollup["snapshots"], json!(["other-db", "prod-db-snapshot"]));
-    assert_eq!(rollup["sharedWith"], json!(["444455556666", "555566667777"]));
+    assert_eq!(
+        rollup["sharedWith"],
+        json!(["444455556666", "555566667777"])
+    );
     assert!(rollup.get("buckets").is_none());
     assert_eq!(
         published[2].subject,
