@@ -337,6 +337,13 @@ impl Reading<'_> {
                         warnings = ?evaluated.warnings,
                         "record evaluated after a lenient parse"
                     );
+                } else if !evaluated.matches.is_empty() && !evaluated.warnings.is_empty() {
+                    tracing::warn!(
+                        object = self.source,
+                        offset,
+                        warnings = ?evaluated.warnings,
+                        "matching record evaluated without all of its fields"
+                    );
                 }
                 self.matches.extend(evaluated.matches);
             }
