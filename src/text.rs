@@ -55,7 +55,10 @@ pub fn is_shown_escaped(c: char) -> bool {
 /// nothing to escape. (A backslash already in the text stays as it is: the
 /// result is for reading, not for parsing back.)
 pub fn one_line(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_shown_escaped) {
+    // Printable ASCII needs nothing (a check that vectorises); the rest is looked at
+    // character by character.
+    let printable = |b: u8| (0x20..0x7f).contains(&b);
+    if text.bytes().all(printable) || !text.chars().any(is_shown_escaped) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);

@@ -141,6 +141,7 @@ pub fn repair(record: &[u8], offset: u64) -> Repaired {
     while i < record.len() {
         let b = record[i];
         match b {
+            b'"' => i = repair_string(record, i, &mut out, &mut warnings),
             b'{' | b'[' => {
                 depth += 1;
                 if depth > MAX_EVALUATED_DEPTH && !too_deep {
@@ -150,33 +151,35 @@ pub fn repair(record: &[u8], offset: u64) -> Repaired {
                         format_args!("containers nested deeper than {MAX_EVALUATED_DEPTH} levels were not evaluated"),
                     );
                 }
+                out.push(b);
+                i += 1;
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        if let Some(word) = NON_FINITE
-            .iter()
-            .find(|word| record[i..].starts_with(word.as_bytes()))
-        {
-            warnings.push(i, format_args!("non-standard number {word} kept as text"));
-            out.push(b'"');
-            out.extend_from_slice(word.as_bytes());
-            out.push(b'"');
-            i += word.len();
-            continue;
-        }
-        match b {
-            b'"' => i = repair_string(record, i, &mut out, &mut warnings),
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                out.push(b);
+                i += 1;
+            }
+            b'N' | b'I' | b'-' if non_finite_at(record, i).is_some() => {
+                let word = non_finite_at(record, i).unwrap_or_default();
+                warnings.push(i, format_args!("non-standard number {word} kept as text"));
+                out.push(b'"');
+                out.extend_from_slice(word.as_bytes());
+                out.push(b'"');
+                i += word.len();
+            }
             b'-' | b'0'..=b'9' => {
                 let end = record[i..]
                     .iter()
                     .position(|&c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
                     .map_or(record.len(), |n| i + n);
                 let token = &record[i..end];
-                let overflows = std::str::from_utf8(token)
-                    .ok()
-                    .and_then(|t| t.parse::<f64>().ok())
-                    .is_some_and(|v| !v.is_finite());
+                // Only an exponent or some 300 digits can leave the f64 range.
+                let may_overflow = token.len() > 300 || token.iter().any(|&c| c | 0x20 == b'e');
+                let overflows = may_overflow
+                    && std::str::from_utf8(token)
+                        .ok()
+                        .and_then(|t| t.parse::<f64>().ok())
+                        .is_some_and(|v| !v.is_finite());
                 if overflows {
                     let text = String::from_utf8_lossy(token);
                     warnings.push(
@@ -214,13 +217,29 @@ pub fn repair(record: &[u8], offset: u64) -> Repaired {
     }
 }
 
+/// The non-finite number spelled at `record[at]`, if one is.
+fn non_finite_at(record: &[u8], at: usize) -> Option<&'static str> {
+    NON_FINITE
+        .into_iter()
+        .find(|word| record[at..].starts_with(word.as_bytes()))
+}
+
 /// Copies the string starting at `record[start] == b'"'`; returns the index after
 /// its closing quote (or the end of the record).
 fn repair_string(record: &[u8], start: usize, out: &mut Vec<u8>, warnings: &mut Warnings) -> usize {
     out.push(b'"');
     let mut i = start + 1;
     while i < record.len() {
-        let b = record[i];
+        // Most of a string needs nothing: copied as one run.
+        let plain = record[i..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            .unwrap_or(record.len() - i);
+        out.extend_from_slice(&record[i..i + plain]);
+        i += plain;
+        let Some(&b) = record.get(i) else {
+            break;
+        };
         match b {
             b'"' => {
                 out.push(b'"');

@@ -179,8 +179,8 @@ impl<'de> Visitor<'de> for TopLevel {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields: [Option<Vec<u8>>; 11] = Default::default();
-        while let Some(name) = map.next_key::<String>()? {
-            match FINGERPRINT_FIELDS.iter().position(|f| *f == name) {
+        while let Some(field) = map.next_key_seed(FieldName)? {
+            match field {
                 Some(at) => {
                     let mut out = Vec::new();
                     map.next_value_seed(Canonical {
@@ -196,6 +196,56 @@ impl<'de> Visitor<'de> for TopLevel {
             }
         }
         Ok(fields)
+    }
+}
+
+/// A member name of the record: which fingerprint field it is, if one.
+struct FieldName;
+
+impl<'de> DeserializeSeed<'de> for FieldName {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldName {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
+        Ok(FINGERPRINT_FIELDS.iter().position(|f| *f == name))
+    }
+}
+
+/// A member name, written escaped where the canonical text is being written.
+struct EscapedName<'a>(&'a mut Vec<u8>);
+
+impl<'de> DeserializeSeed<'de> for EscapedName<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EscapedName<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<(), E> {
+        write_string(name, self.0);
+        Ok(())
     }
 }
 
@@ -278,12 +328,16 @@ impl<'de> Visitor<'de> for Canonical<'_> {
         let start = self.out.len() + 1;
         self.out.push(b'{');
         let mut members: Vec<Span> = Vec::new();
-        while let Some(name) = map.next_key::<String>()? {
+        loop {
+            let comma = self.out.len();
             if !members.is_empty() {
                 self.out.push(b',');
             }
             let member = self.out.len();
-            write_string(&name, self.out);
+            if map.next_key_seed(EscapedName(self.out))?.is_none() {
+                self.out.truncate(comma);
+                break;
+            }
             let name_end = self.out.len();
             self.out.push(b':');
             map.next_value_seed(Canonical {
