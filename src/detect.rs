@@ -250,9 +250,12 @@ impl Detector {
             });
         }
         // Only matches need the record's text (rare: the cost is theirs): valid,
-        // compact JSON, the alert's `event` and what the fingerprint is taken of.
+        // compact JSON, for the alert's `event` and the fingerprint. A record too
+        // large for an alert that parsed strictly is fingerprinted as it is, without
+        // a copy (compacting cannot shrink it below the limit by more than half).
         let text = match candidate.repaired {
-            Some(text) => text,
+            Some(text) => Some(text),
+            None if bytes.len() > 2 * MAX_EVENT_BYTES => None,
             None => {
                 let Repaired {
                     json,
@@ -260,7 +263,7 @@ impl Detector {
                 } = repair::repair(bytes, offset);
                 repaired = !repairs.is_empty();
                 warnings.splice(0..0, repairs);
-                json
+                Some(json)
             }
         };
         let record = candidate.record;
@@ -269,11 +272,18 @@ impl Detector {
             Some(Value::String(_) | Value::Number(_) | Value::Bool(_))
         );
         let fingerprint = has_event_id
-            .then(|| crate::dedup::fingerprint_json(text.as_bytes()).ok())
+            .then(|| {
+                let of = |json: &[u8]| crate::dedup::fingerprint_json(json).ok();
+                match &text {
+                    Some(text) => of(text.as_bytes()),
+                    // A defect where the rules did not read: fingerprinted repaired.
+                    None => of(bytes).or_else(|| of(repair::repair(bytes, offset).json.as_bytes())),
+                }
+            })
             .flatten();
-        let raw = (text.len() <= MAX_EVENT_BYTES)
-            .then(|| RawValue::from_string(text).ok())
-            .flatten();
+        let raw = text
+            .filter(|text| text.len() <= MAX_EVENT_BYTES)
+            .and_then(|text| RawValue::from_string(text).ok());
         let event_time_ms = record
             .get("eventTime")
             .and_then(Value::as_str)
