@@ -101,7 +101,7 @@ fn main() -> ExitCode {
                 let mut file = file;
                 file.read_to_end(&mut compressed).and_then(|_| {
                     decode_in_memory(&compressed, &mut decoded, usize::MAX)
-                        .map(|n| n as u64)
+                        .map(|decoded| decoded.len as u64)
                         .ok_or_else(|| std::io::Error::other("libdeflate could not decode it"))
                 })
             }
@@ -116,10 +116,13 @@ fn main() -> ExitCode {
                 use sha2::Digest;
                 let mut hasher = sha2::Sha256::new();
                 let mut observe = |bytes: &[u8]| hasher.update(bytes);
-                let outcome =
-                    scan_records_observed(file, &prefilter, &limits, &mut observe, |_, _| {
-                        found += 1
-                    });
+                let outcome = scan_records_observed(
+                    file,
+                    &prefilter,
+                    &limits,
+                    &mut observe,
+                    |_: u64, _: &[u8]| found += 1,
+                );
                 std::hint::black_box(hasher.finalize());
                 match outcome.error {
                     Some(e) => Err(std::io::Error::other(e.to_string())),

@@ -3,6 +3,12 @@
 //! [`Notification`] is what every sink receives: the document (SNS `default`
 //! variant, NDJSON line of `scan`), the e-mail text (SNS `email` variant), the
 //! subject and the message attributes subscribers filter on.
+//!
+//! The document is JSON, where any text is inert. The e-mail and the subject are
+//! plain text whose lines a reader trusts, so every value taken from a record is
+//! shown on one line with its control characters escaped
+//! ([`crate::text::one_line`]): a record cannot add lines, nor move a terminal's
+//! cursor, nor reorder what is read.
 
 use std::fmt::Write as _;
 
@@ -14,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::dedup::Rollup;
 use crate::detect::{DeliveryPath, Match};
 use crate::rule::{lookup, RollupSpec, RowContent, Rule, Severity};
-use crate::text::truncate_marked;
+use crate::text::{one_line, truncate_marked};
 use crate::time::format_ms;
 use crate::UNKNOWN;
 
@@ -26,6 +32,27 @@ pub const SNS_PUBLISH_LIMIT: usize = 262_144;
 const SHRINK_STEPS: [Option<usize>; 5] = [None, Some(4096), Some(1024), Some(256), Some(64)];
 /// SNS subject limit.
 pub const MAX_SUBJECT_CHARS: usize = 100;
+
+/// The record fields every alert reads, besides its rule's (see
+/// [`crate::rule::Rule::field_paths`]): the detector keeps these when it parses a
+/// record.
+pub const RECORD_FIELDS: &[&[&str]] = &[
+    &["eventTime"],
+    &["recipientAccountId"],
+    &["awsRegion"],
+    &["sourceIPAddress"],
+    &["userAgent"],
+    &["userIdentity", "arn"],
+    &["userIdentity", "type"],
+    &["userIdentity", "userName"],
+    &[
+        "userIdentity",
+        "sessionContext",
+        "sessionIssuer",
+        "userName",
+    ],
+    &["userIdentity", "principalId"],
+];
 
 /// Who made the call.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -378,14 +405,14 @@ pub fn alert_id(rule_id: &str, dedup_key: &str, window_start_ms: i64, kind: &str
         })
 }
 
-/// `[HIGH] text`, ASCII only, one line, at most 100 characters.
+/// `[HIGH] text`, ASCII only, one line (control characters shown escaped), at
+/// most 100 characters.
 pub fn subject_line(severity: Severity, text: &str) -> String {
-    let full = format!("[{}] {}", severity.label(), text);
+    let full = format!("[{}] {}", severity.label(), one_line(text));
     let ascii: String = full
         .chars()
         .map(|c| match c {
             ' '..='~' => c,
-            '\t' | '\n' | '\r' => ' ',
             _ => '?',
         })
         .collect();
@@ -416,16 +443,20 @@ pub fn build_alert(
     window_ms: i64,
 ) -> Notification {
     let now = crate::time::now_ms();
-    build_alert_at(rule, m, dedup_key, window_start_ms, window_ms, now)
+    build_alert_as(rule, m, dedup_key, window_start_ms, window_ms, "alert", now)
 }
 
-/// [`build_alert`] for a publication at `published_ms` (its `alertLatencyMs`).
-pub fn build_alert_at(
+/// [`build_alert`] with the `kind` its `alertId` is made of (`alert` for a window's
+/// first alert, `alert:CRITICAL` for the alert of a match worse than the window's
+/// earlier alerts: it has an id of its own, stable across retries), published at
+/// `published_ms` (its `alertLatencyMs`).
+pub fn build_alert_as(
     rule: &Rule,
     m: &Match,
     dedup_key: &str,
     window_start_ms: i64,
     window_ms: i64,
+    id_kind: &str,
     published_ms: i64,
 ) -> Notification {
     let record = &m.record;
@@ -435,7 +466,7 @@ pub fn build_alert_at(
     let resources = resources_of(rule, &context);
     let mut document = AlertDocument {
         kind: "alert",
-        alert_id: alert_id(&rule.id, dedup_key, window_start_ms, "alert"),
+        alert_id: alert_id(&rule.id, dedup_key, window_start_ms, id_kind),
         rule_id: rule.id.clone(),
         title: rule.title_for(record),
         severity,
@@ -458,8 +489,8 @@ pub fn build_alert_at(
         source: m.source.clone(),
         path: m.path,
         alert_latency_ms: alert_latency_ms(record, published_ms),
-        event: Some(m.raw.clone()),
-        event_omitted: false,
+        event: m.raw.clone(),
+        event_omitted: m.raw.is_none(),
         parse_warnings: m.parse_warnings.clone(),
         truncated_fields: Vec::new(),
     };
@@ -491,7 +522,7 @@ fn push_list(out: &mut String, heading: &str, items: &[String]) {
     }
     let _ = writeln!(out, "\n{heading}");
     for item in items {
-        let _ = writeln!(out, "  - {item}");
+        let _ = writeln!(out, "  - {}", one_line(item));
     }
 }
 
@@ -525,10 +556,10 @@ fn alert_email(rule: &Rule, doc: &AlertDocument) -> String {
             out,
             "Raised to {} because {}.",
             doc.severity.label(),
-            reason
+            one_line(reason)
         );
     }
-    let _ = writeln!(out, "\n{}\n", doc.title);
+    let _ = writeln!(out, "\n{}\n", one_line(&doc.title));
     let lookup = |name: &str| document_text(rule, doc, name);
     let mut rows = vec![
         ("What".to_owned(), rule.output.what.render(lookup)),
@@ -569,7 +600,7 @@ fn alert_email(rule: &Rule, doc: &AlertDocument) -> String {
         ),
     ));
     for (label, value) in rows {
-        let _ = writeln!(out, "{:<9} {}", format!("{label}:"), value);
+        let _ = writeln!(out, "{:<9} {}", format!("{label}:"), one_line(&value));
     }
     let _ = write!(out, "\nRunbook\n{}", indent(&doc.runbook));
     push_list(&mut out, "Triage checklist", &rule.triage);
@@ -676,14 +707,20 @@ fn rollup_email(spec: &RollupSpec, doc: &RollupDocument) -> String {
         "{} roll-up: {}\n\n{}\n",
         doc.severity.label(),
         spec.display_name,
-        doc.title
+        one_line(&doc.title)
     );
     let _ = writeln!(
         email,
         "Window:     {} to {} (key {})",
-        doc.window_start, doc.window_end, doc.dedup_key
+        doc.window_start,
+        doc.window_end,
+        one_line(&doc.dedup_key)
     );
-    let _ = writeln!(email, "First alert: event {}", doc.first_alert_event_id);
+    let _ = writeln!(
+        email,
+        "First alert: event {}",
+        one_line(&doc.first_alert_event_id)
+    );
     let _ = writeln!(
         email,
         "Suppressed: {} between {} and {}",
@@ -714,7 +751,9 @@ mod tests {
         let s = subject_line(Severity::Critical, &format!("thing é\n{}", "x".repeat(200)));
         assert!(s.len() <= MAX_SUBJECT_CHARS);
         assert!(s.is_ascii() && !s.contains('\n'));
-        assert!(s.starts_with("[CRITICAL] thing ? "));
+        assert!(s.starts_with("[CRITICAL] thing ?\\nxx"), "{s}");
+        let s = subject_line(Severity::High, "a\r\u{1b}[2J\u{2028}b");
+        assert_eq!(s, "[HIGH] a\\r\\u001b[2J\\u2028b");
     }
 
     #[test]

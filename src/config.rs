@@ -23,7 +23,8 @@ pub struct AllowList {
     entries: Vec<String>,
 }
 
-const ALLOW_FIELDS: &[&[&str]] = &[
+/// The record fields an allow-list entry is compared to.
+pub const ALLOW_FIELDS: &[&[&str]] = &[
     &["requestParameters", "iamRoleArn"],
     &["requestParameters", "s3BucketName"],
     &["userIdentity", "arn"],

@@ -6,9 +6,11 @@
 //! fakes). Objects of one event are read concurrently, each on a blocking thread;
 //! one bad object never stops the others, and their alerts are sent before the
 //! invocation reports the failure so that Lambda retries it (dedup makes the retry
-//! harmless). The messages of an SQS batch are handled concurrently too, within
-//! the same bound on reads in flight, and each failed message is reported alone.
+//! harmless). The messages of an SQS batch are read concurrently too, within the
+//! same bound on reads in flight, their matches decided together as one event's,
+//! and each failed message is reported alone.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
@@ -113,6 +115,16 @@ pub struct Handler {
     reads: Arc<Semaphore>,
     /// Digest checking and the scanned-object ledger, when on (`TRAILWATCH_INTEGRITY`).
     pub integrity: Option<Arc<crate::integrity::IntegrityWatch>>,
+}
+
+/// What reading one group of objects (an event, or one SQS message) gave, before
+/// its matches are decided.
+#[derive(Debug, Default)]
+struct Reading {
+    outcome: Outcome,
+    matches: Vec<crate::detect::Match>,
+    /// Digest deliveries, checked once the matches are decided.
+    digests: Vec<ObjectRef>,
 }
 
 /// What one group of objects (an event, or one SQS message) produced.
@@ -281,47 +293,75 @@ impl Handler {
         (response, counters)
     }
 
-    /// The messages of an SQS batch, handled concurrently: at most `concurrency`
-    /// messages at once, their object reads sharing the handler's read permits (so
-    /// a batch never has more reads in flight than one event). Each message
-    /// succeeds or fails alone: a failed message, and only it, is returned for
-    /// `batchItemFailures`, in the batch's order.
+    /// The messages of an SQS batch: read concurrently (at most `concurrency`
+    /// messages at once, their object reads sharing the handler's read permits, so
+    /// a batch never has more reads in flight than one event), then their matches
+    /// decided together in event-time order, exactly as if the batch were one event
+    /// (the same alerts whatever order the messages arrive in). Each message
+    /// succeeds or fails alone: a message whose object could not be read, or one
+    /// of whose alerts could not be published, is returned for
+    /// `batchItemFailures`, in the batch's order, and only it is retried.
     async fn process_batch(&self, messages: Vec<BatchMessage>) -> (Outcome, Vec<BatchItemFailure>) {
-        let mut handled: Vec<(usize, String, Outcome)> =
+        let mut reads: Vec<(usize, String, Reading)> =
             stream::iter(messages.into_iter().enumerate())
                 .map(|(index, message)| async move {
-                    let outcome = match message.objects {
-                        Ok(objects) => self.process(objects, message.api_calls).await,
+                    let reading = match message.objects {
+                        Ok(objects) => self.read(objects, message.api_calls).await,
                         Err(e) => {
                             tracing::error!(
                                 message_id = %message.message_id,
                                 error = %e,
                                 "SQS message could not be read"
                             );
-                            Outcome {
-                                failures: vec![Failure::Message {
-                                    message_id: message.message_id.clone(),
-                                    error: e,
-                                }],
-                                ..Outcome::default()
-                            }
+                            let mut reading = Reading::default();
+                            reading.outcome.failures.push(Failure::Message {
+                                message_id: message.message_id.clone(),
+                                error: e,
+                            });
+                            reading
                         }
                     };
-                    (index, message.message_id, outcome)
+                    (index, message.message_id, reading)
                 })
                 .buffer_unordered(self.concurrency.max(1))
                 .collect()
                 .await;
-        handled.sort_unstable_by_key(|(index, _, _)| *index);
+        reads.sort_unstable_by_key(|(index, _, _)| *index);
+        // Which messages each match came from (an object may be named twice).
+        let mut owners: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut matches = Vec::new();
+        for (position, (_, _, reading)) in reads.iter_mut().enumerate() {
+            for m in &reading.matches {
+                let messages = owners.entry(m.source.clone()).or_default();
+                if messages.last() != Some(&position) {
+                    messages.push(position);
+                }
+            }
+            matches.append(&mut reading.matches);
+        }
         let mut total = Outcome::default();
+        for failure in self
+            .alerter
+            .process(matches, now_ms(), &mut total.counters)
+            .await
+        {
+            for &position in owners.get(&failure.source).into_iter().flatten() {
+                reads[position]
+                    .2
+                    .outcome
+                    .failures
+                    .push(Failure::Publish(failure.clone()));
+            }
+        }
         let mut failed = Vec::new();
-        for (_, message_id, outcome) in handled {
-            if !outcome.failures.is_empty() {
+        for (_, message_id, mut reading) in reads {
+            self.check_digests(&mut reading).await;
+            if !reading.outcome.failures.is_empty() {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = message_id;
                 failed.push(failure);
             }
-            total.merge(outcome);
+            total.merge(reading.outcome);
         }
         (total, failed)
     }
@@ -332,8 +372,29 @@ impl Handler {
     }
 
     /// Reads the objects and evaluates the records EventBridge delivered, then
-    /// decides and publishes all their matches together.
+    /// decides and publishes all their matches together, then checks the digests
+    /// among the objects.
     pub async fn process(&self, objects: Vec<ObjectRef>, api_calls: Vec<ApiCall>) -> Outcome {
+        let mut reading = self.read(objects, api_calls).await;
+        let failures = self
+            .alerter
+            .process(
+                std::mem::take(&mut reading.matches),
+                now_ms(),
+                &mut reading.outcome.counters,
+            )
+            .await;
+        reading
+            .outcome
+            .failures
+            .extend(failures.into_iter().map(Failure::Publish));
+        self.check_digests(&mut reading).await;
+        reading.outcome
+    }
+
+    /// The read half of [`Handler::process`]: the objects (log files read, digests
+    /// set aside) and the EventBridge records, into matches, counts and failures.
+    async fn read(&self, objects: Vec<ObjectRef>, api_calls: Vec<ApiCall>) -> Reading {
         let mut outcome = Outcome::default();
         let mut wanted = Vec::new();
         let mut digests = Vec::new();
@@ -391,30 +452,34 @@ impl Handler {
             }
             matches.extend(report.matches);
         }
-        let failures = self
-            .alerter
-            .process(matches, now_ms(), &mut outcome.counters)
-            .await;
-        outcome
-            .failures
-            .extend(failures.into_iter().map(Failure::Publish));
-        // Digests after the log files of the event: their rescans and alerts
-        // come on top of the event's own.
-        if let Some(watch) = &self.integrity {
-            let pipe = crate::integrity::Pipeline {
-                source: self.source.as_ref(),
-                detector: &self.detector,
-                alerter: &self.alerter,
-                concurrency: self.concurrency,
-            };
-            for digest in digests {
-                let failures = watch.on_digest(&pipe, &digest, &mut outcome.counters).await;
-                outcome
-                    .failures
-                    .extend(failures.into_iter().map(Failure::Integrity));
-            }
+        Reading {
+            outcome,
+            matches,
+            digests,
         }
-        outcome
+    }
+
+    /// Checks the digests a reading set aside, after the log files of its event:
+    /// their rescans and alerts come on top of the event's own.
+    async fn check_digests(&self, reading: &mut Reading) {
+        let Some(watch) = &self.integrity else {
+            return;
+        };
+        let pipe = crate::integrity::Pipeline {
+            source: self.source.as_ref(),
+            detector: &self.detector,
+            alerter: &self.alerter,
+            concurrency: self.concurrency,
+        };
+        for digest in std::mem::take(&mut reading.digests) {
+            let failures = watch
+                .on_digest(&pipe, &digest, &mut reading.outcome.counters)
+                .await;
+            reading
+                .outcome
+                .failures
+                .extend(failures.into_iter().map(Failure::Integrity));
+        }
     }
 
     /// Reads one log object; with integrity on, also the cause of a failed ledger write.

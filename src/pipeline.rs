@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::alert::{alert_latency_ms, build_alert_at, build_rollup, Notification};
+use crate::alert::{alert_latency_ms, build_alert_as, build_rollup, Notification};
 use crate::aws_error::Cause;
 use crate::config::AllowList;
 use crate::dedup::{Claim, Decision, DedupKey, DedupStore};
@@ -37,6 +37,15 @@ pub struct Counters {
     /// Candidate records evaluated after a lenient parse (input AWS should never
     /// write; see `decode::repair`).
     pub lenient_records: u64,
+    /// Records over the size limit (skipped, or evaluated on their first bytes).
+    #[serde(default)]
+    pub oversized_records: u64,
+    /// Elements of `Records` and root-level members that are not valid JSON (skipped).
+    #[serde(default)]
+    pub invalid_elements: u64,
+    /// gzip objects with data after their last member (ignored).
+    #[serde(default)]
+    pub trailing_data_objects: u64,
     pub matches: u64,
     pub alerts: u64,
     pub suppressed: u64,
@@ -71,6 +80,9 @@ impl Counters {
             objects_without_records,
             invalid_records,
             lenient_records,
+            oversized_records,
+            invalid_elements,
+            trailing_data_objects,
             matches,
             alerts,
             suppressed,
@@ -94,6 +106,9 @@ impl Counters {
         self.objects_without_records += objects_without_records;
         self.invalid_records += invalid_records;
         self.lenient_records += lenient_records;
+        self.oversized_records += oversized_records;
+        self.invalid_elements += invalid_elements;
+        self.trailing_data_objects += trailing_data_objects;
         self.matches += matches;
         self.alerts += alerts;
         self.suppressed += suppressed;
@@ -138,6 +153,9 @@ impl Counters {
         self.non_object_records += report.stats.non_object_records;
         self.invalid_records += report.invalid_records;
         self.lenient_records += report.lenient_records;
+        self.oversized_records += report.stats.oversized_records;
+        self.invalid_elements += report.stats.invalid_elements;
+        self.trailing_data_objects += u64::from(report.stats.trailing_data);
         if report.stats.records_arrays == 0 && report.error.is_none() {
             self.objects_without_records += 1;
         }
@@ -220,10 +238,13 @@ impl Alerter {
             return Ok(());
         }
         let key = Self::dedup_key(rule, &m.record);
+        let (severity, _) = rule.severity_for(&m.record);
         let claim = Claim {
             key: key.clone(),
             event_time_ms: m.event_time_ms.unwrap_or_default(),
             event_id: m.event_id.clone(),
+            fingerprint: m.fingerprint.clone(),
+            severity,
             window_ms: self.window_ms(rule),
             distinct: rule.output.distinct_values(&m.record),
             spec: rule.rollup_spec(),
@@ -234,14 +255,23 @@ impl Alerter {
             .await
             .map_err(|e| failure(e.cause, e.to_string()))?;
         match decision {
-            Decision::Alert { window_start_ms } => {
+            Decision::Alert { window_start_ms }
+            | Decision::Escalated {
+                window_start_ms, ..
+            } => {
                 let published_ms = crate::time::now_ms();
-                let notification = build_alert_at(
+                // A worse match than the window's alerts has an alert of its own.
+                let id_kind = match decision {
+                    Decision::Escalated { severity, .. } => format!("alert:{}", severity.label()),
+                    _ => "alert".to_owned(),
+                };
+                let notification = build_alert_as(
                     rule,
                     m,
                     &key.to_string(),
                     window_start_ms,
                     claim.window_ms,
+                    &id_kind,
                     published_ms,
                 );
                 if let Err(e) = self.sink.publish(&notification).await {

@@ -19,7 +19,8 @@ use std::io::{BufRead, BufReader, Read};
 
 pub use prefilter::Prefilter;
 pub use scanner::{
-    scan_records, scan_records_observed, DecodedObserver, ScanStats, DECODED_BUFFER,
+    scan_into, scan_records, scan_records_observed, DecodedObserver, RecordSink, ScanOutcome,
+    ScanStats, DECODED_BUFFER,
 };
 
 /// Size limits that protect the process from hostile or broken objects.
@@ -76,6 +77,37 @@ pub enum DecodeError {
     Truncated { context: &'static str },
 }
 
+/// A part of an object that was skipped, and why: reported (logged with the object's
+/// name, and counted), never fatal, so that it costs no record around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skipped {
+    /// Data after the last gzip member that is not a member, from compressed byte
+    /// `at` (what `gzip -d` reports as "trailing garbage ignored").
+    TrailingData { at: u64 },
+    /// A record without a needle larger than the record limit.
+    OversizedRecord { offset: u64, len: u64, limit: usize },
+    /// A scalar element of `Records`, or a root-level member, that is not valid JSON.
+    InvalidElement { offset: u64, message: String },
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skipped::TrailingData { at } => write!(
+                f,
+                "data after the last gzip member (from compressed byte {at}) is not a gzip member: ignored, the members before it were read"
+            ),
+            Skipped::OversizedRecord { offset, len, limit } => write!(
+                f,
+                "record at byte {offset} ({len} bytes) is larger than the limit of {limit} bytes and is not a candidate: skipped"
+            ),
+            Skipped::InvalidElement { offset, message } => {
+                write!(f, "byte {offset}: {message}: skipped")
+            }
+        }
+    }
+}
+
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 /// Compressed bytes read from the source at a time.
@@ -129,6 +161,17 @@ impl<R: Read> DecodedStream<R> {
                 Encoding::Gzip
             }
             DecodedStream::Plain(_) => Encoding::PlainJson,
+        }
+    }
+
+    /// Once the stream has ended: the offset in the object of data after the last
+    /// gzip member that is not a member, which was ignored (see [`gzip`]).
+    pub fn trailing_data(&self) -> Option<u64> {
+        match self {
+            DecodedStream::Gzip(gz) => gz.trailing_data(),
+            DecodedStream::Piped(piped) => piped.trailing_data(),
+            DecodedStream::Whole(whole) => whole.trailing_data(),
+            DecodedStream::Plain(_) => None,
         }
     }
 

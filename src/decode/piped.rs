@@ -122,7 +122,8 @@ enum Output {
     NeedInput(Vec<u8>),
     /// A decoded buffer, its first `usize` bytes valid.
     Data(Vec<u8>, usize),
-    End,
+    /// The end, and where data after the last member that is not a member starts.
+    End(Option<u64>),
     Failed(io::Error),
 }
 
@@ -141,6 +142,8 @@ pub struct PipedDecoder<R> {
     done: bool,
     /// The input ended or failed: no more chunks are read.
     input_done: bool,
+    /// See [`GzipDecoder::trailing_data`].
+    trailing_at: Option<u64>,
     thread: Option<JoinHandle<()>>,
     _busy: Busy,
 }
@@ -199,9 +202,15 @@ impl<R: Read> PipedDecoder<R> {
             len: 0,
             done: false,
             input_done,
+            trailing_at: None,
             thread: Some(thread),
             _busy: busy,
         })
+    }
+
+    /// After the end: see [`GzipDecoder::trailing_data`].
+    pub fn trailing_data(&self) -> Option<u64> {
+        self.trailing_at
     }
 
     /// Reads the next compressed chunk into `chunk` and sends it.
@@ -253,7 +262,10 @@ impl<R: Read> Read for PipedDecoder<R> {
                     self.pos = 0;
                     self.len = len;
                 }
-                Ok(Output::End) => self.done = true,
+                Ok(Output::End(trailing_at)) => {
+                    self.done = true;
+                    self.trailing_at = trailing_at;
+                }
                 Ok(Output::Failed(e)) => {
                     self.done = true;
                     return Err(e);
@@ -338,7 +350,7 @@ fn decode_thread(input: Receiver<Input>, output: Sender<Output>, free: Receiver<
         while filled < buffer.len() {
             match gz.read(&mut buffer[filled..]) {
                 Ok(0) => {
-                    last = Some(Output::End);
+                    last = Some(Output::End(gz.trailing_data()));
                     break;
                 }
                 Ok(n) => filled += n,
@@ -413,6 +425,24 @@ mod tests {
             assert!(error.is_none(), "{error:?}");
             assert!(out == plain, "prefix {prefix_len}: decoded bytes differ");
         }
+    }
+
+    #[test]
+    fn trailing_data_is_reported_as_the_streaming_decoder_reports_it() {
+        let plain = text(2 << 20);
+        let mut object = gzip(&plain);
+        let member_end = object.len() as u64;
+        object.extend(b"\0\0 not a member");
+        let prefix = object[..1000].to_vec();
+        let Ok(mut decoder) =
+            PipedDecoder::spawn(prefix, None, BufReader::new(&object[1000..]), Busy::scan())
+        else {
+            panic!("could not start the decoding thread");
+        };
+        let mut out = Vec::new();
+        decoder.read_to_end(&mut out).unwrap();
+        assert!(out == plain, "decoded bytes differ");
+        assert_eq!(decoder.trailing_data(), Some(member_end));
     }
 
     #[test]

@@ -9,13 +9,17 @@
 //!   rejects must still be evaluated, or the detection fails closed. The repair turns
 //!   the defects such parsers tolerate into valid JSON and says what it changed:
 //!   lone UTF-16 surrogate escapes become `\ufffd`, numbers outside the `f64` range
-//!   are kept as their text (a JSON string), raw control characters in strings are
-//!   escaped, and invalid UTF-8 becomes U+FFFD. Nesting deeper than the strict
-//!   parser allows is handled by [`parse_value`].
+//!   and the non-standard `NaN`, `Infinity` and `-Infinity` (Python's `json`
+//!   reads and writes them) are kept as their text (a JSON string), raw control
+//!   characters in strings are escaped, and invalid UTF-8 becomes U+FFFD. Nesting
+//!   deeper than the strict parser allows is handled by [`parse_value`].
 //!
 //! The input is a record the scanner has already delimited, so strings and brackets
 //! are balanced; anything else that is wrong (a missing comma, a bad literal) is left
 //! as it is and still fails the parse, as it would in any parser.
+//!
+//! A third job, [`close_truncated`], turns the first bytes of a record too large to
+//! keep into a whole record of what they hold, for a degraded evaluation.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -23,6 +27,9 @@ use std::fmt::Write;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+
+/// The non-finite numbers JavaScript and Python's `json` write outside strings.
+const NON_FINITE: [&str; 3] = ["NaN", "Infinity", "-Infinity"];
 
 /// Warnings kept per record; further ones are counted in the last entry.
 const MAX_WARNINGS: usize = 8;
@@ -129,20 +136,50 @@ pub fn repair(record: &[u8], offset: u64) -> Repaired {
         more: 0,
     };
     let mut i = 0;
+    let mut depth = 0usize;
+    let mut too_deep = false;
     while i < record.len() {
         let b = record[i];
         match b {
             b'"' => i = repair_string(record, i, &mut out, &mut warnings),
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_EVALUATED_DEPTH && !too_deep {
+                    too_deep = true;
+                    warnings.push(
+                        i,
+                        format_args!("containers nested deeper than {MAX_EVALUATED_DEPTH} levels were not evaluated"),
+                    );
+                }
+                out.push(b);
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                out.push(b);
+                i += 1;
+            }
+            b'N' | b'I' | b'-' if non_finite_at(record, i).is_some() => {
+                let word = non_finite_at(record, i).unwrap_or_default();
+                warnings.push(i, format_args!("non-standard number {word} kept as text"));
+                out.push(b'"');
+                out.extend_from_slice(word.as_bytes());
+                out.push(b'"');
+                i += word.len();
+            }
             b'-' | b'0'..=b'9' => {
                 let end = record[i..]
                     .iter()
                     .position(|&c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
                     .map_or(record.len(), |n| i + n);
                 let token = &record[i..end];
-                let overflows = std::str::from_utf8(token)
-                    .ok()
-                    .and_then(|t| t.parse::<f64>().ok())
-                    .is_some_and(|v| !v.is_finite());
+                // Only an exponent or some 300 digits can leave the f64 range.
+                let may_overflow = token.len() > 300 || token.iter().any(|&c| c | 0x20 == b'e');
+                let overflows = may_overflow
+                    && std::str::from_utf8(token)
+                        .ok()
+                        .and_then(|t| t.parse::<f64>().ok())
+                        .is_some_and(|v| !v.is_finite());
                 if overflows {
                     let text = String::from_utf8_lossy(token);
                     warnings.push(
@@ -180,13 +217,29 @@ pub fn repair(record: &[u8], offset: u64) -> Repaired {
     }
 }
 
+/// The non-finite number spelled at `record[at]`, if one is.
+fn non_finite_at(record: &[u8], at: usize) -> Option<&'static str> {
+    NON_FINITE
+        .into_iter()
+        .find(|word| record[at..].starts_with(word.as_bytes()))
+}
+
 /// Copies the string starting at `record[start] == b'"'`; returns the index after
 /// its closing quote (or the end of the record).
 fn repair_string(record: &[u8], start: usize, out: &mut Vec<u8>, warnings: &mut Warnings) -> usize {
     out.push(b'"');
     let mut i = start + 1;
     while i < record.len() {
-        let b = record[i];
+        // Most of a string needs nothing: copied as one run.
+        let plain = record[i..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            .unwrap_or(record.len() - i);
+        out.extend_from_slice(&record[i..i + plain]);
+        i += plain;
+        let Some(&b) = record.get(i) else {
+            break;
+        };
         match b {
             b'"' => {
                 out.push(b'"');
@@ -239,6 +292,99 @@ fn repair_string(record: &[u8], start: usize, out: &mut Vec<u8>, warnings: &mut 
         }
     }
     i
+}
+
+/// The longest prefix of `head` (the first bytes of a JSON object) that ends after
+/// a complete value, with the brackets still open after it closed: valid JSON
+/// (where `head` was) holding every member that `head` holds whole. A value cut
+/// by the end of `head` is left out.
+pub fn close_truncated(head: &[u8]) -> Vec<u8> {
+    #[derive(PartialEq)]
+    enum Expect {
+        Value,
+        Name,
+        Other,
+    }
+    let mut open: Vec<u8> = Vec::new();
+    // Where the text may be cut, and how many brackets are open there.
+    let mut cut = (0, 0);
+    let mut expect = Expect::Value;
+    let mut i = 0;
+    while i < head.len() {
+        match head[i] {
+            b'{' | b'[' => {
+                open.push(head[i]);
+                expect = if head[i] == b'{' {
+                    Expect::Name
+                } else {
+                    Expect::Value
+                };
+                i += 1;
+                cut = (i, open.len());
+            }
+            b'}' | b']' => {
+                open.pop();
+                expect = Expect::Other;
+                i += 1;
+                cut = (i, open.len());
+            }
+            b',' => {
+                expect = if open.last() == Some(&b'{') {
+                    Expect::Name
+                } else {
+                    Expect::Value
+                };
+                i += 1;
+            }
+            b':' => {
+                expect = Expect::Value;
+                i += 1;
+            }
+            b'"' => {
+                let mut j = i + 1;
+                let end = loop {
+                    match head.get(j) {
+                        None => break None,
+                        Some(b'\\') => j += 2,
+                        Some(b'"') => break Some(j + 1),
+                        Some(_) => j += 1,
+                    }
+                };
+                let Some(end) = end else {
+                    break;
+                };
+                i = end;
+                if expect == Expect::Name {
+                    expect = Expect::Other;
+                } else {
+                    expect = Expect::Other;
+                    cut = (i, open.len());
+                }
+            }
+            b if is_json_whitespace(b) => i += 1,
+            _ => {
+                // A number or literal: complete only when something follows it.
+                let end = head[i..]
+                    .iter()
+                    .position(|&b| matches!(b, b',' | b'}' | b']' | b':') || is_json_whitespace(b))
+                    .map(|n| i + n);
+                let Some(end) = end else {
+                    break;
+                };
+                i = end;
+                expect = Expect::Other;
+                cut = (i, open.len());
+            }
+        }
+    }
+    let (at, depth) = cut;
+    let mut out = head[..at].to_vec();
+    // A member name without its value (`{"a":1,"b"` cut after the name) cannot
+    // happen: names never set a cut. A trailing comma cannot either.
+    for &bracket in open[..depth.min(open.len())].iter().rev() {
+        out.push(bracket + 2);
+    }
+    out
 }
 
 /// Parses valid JSON text into a [`Value`] for rule evaluation, materialising
@@ -372,6 +518,21 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_numbers_are_kept_as_text() {
+        let fixed = repair(br#"{"a":NaN,"b":[Infinity,-Infinity],"c":"NaN","d":-1}"#, 0);
+        assert_eq!(
+            fixed.json,
+            r#"{"a":"NaN","b":["Infinity","-Infinity"],"c":"NaN","d":-1}"#
+        );
+        assert_eq!(fixed.warnings.len(), 3, "{:?}", fixed.warnings);
+        assert_eq!(
+            fixed.warnings[0],
+            "byte 5: non-standard number NaN kept as text"
+        );
+        assert!(serde_json::from_str::<Value>(&fixed.json).is_ok());
+    }
+
+    #[test]
     fn control_characters_and_invalid_utf8_are_made_valid() {
         let fixed = repair(b"{\"a\":\"x\ty\",\"b\":\"\xff\"}", 0);
         assert_eq!(fixed.json, "{\"a\":\"x\\u0009y\",\"b\":\"\u{fffd}\"}");
@@ -403,6 +564,31 @@ mod tests {
         assert_eq!(value["eventName"], "StartExportTask");
         let shallow = parse_value(r#"{"a":[[{"b":1}]]}"#).unwrap();
         assert_eq!(shallow, (serde_json::json!({"a":[[{"b":1}]]}), false));
+    }
+
+    #[test]
+    fn truncated_heads_are_closed_after_their_last_whole_value() {
+        for (head, closed) in [
+            (r#"{"a":1,"b":[1,2,3"#, r#"{"a":1,"b":[1,2]}"#),
+            (r#"{"a":"x","b":"unterminated"#, r#"{"a":"x"}"#),
+            (r#"{"a":{"b":"c"},"d""#, r#"{"a":{"b":"c"}}"#),
+            (r#"{"a":[{"x":"}]"},{"y":tr"#, r#"{"a":[{"x":"}]"},{}]}"#),
+            (r#"{"a":"\"","b":12"#, r#"{"a":"\""}"#),
+            (r#"{"#, r#"{}"#),
+            (r#"{"a":true}"#, r#"{"a":true}"#),
+        ] {
+            let out = close_truncated(head.as_bytes());
+            assert_eq!(String::from_utf8(out).unwrap(), closed, "{head}");
+            serde_json::from_str::<Value>(closed).unwrap();
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_said() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(150), "]".repeat(150));
+        let fixed = repair(deep.as_bytes(), 0);
+        assert_eq!(fixed.warnings.len(), 1, "{:?}", fixed.warnings);
+        assert!(fixed.warnings[0].contains("nested deeper than 100 levels"));
     }
 
     #[test]

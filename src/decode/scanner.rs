@@ -37,6 +37,15 @@
 //! [`Limits::max_record_bytes`], and the needle positions not yet passed. Nothing
 //! is kept per record. An object decoded whole is scanned in its own buffer,
 //! without the read buffer (module `feed`).
+//!
+//! A bad part never costs the records around it. A record larger than the limit is
+//! not kept: its first `max_record_bytes` are handed to the sink
+//! ([`RecordSink::oversized_head`]), the rest streams past, structure still
+//! tracked, and the scan goes on after it; one without a needle is skipped and
+//! counted. A scalar element of `Records` or root-level member value that is not
+//! valid JSON (`NaN`, a lone surrogate, a raw control character) is skipped and
+//! counted. Each is listed in [`ScanOutcome::skipped`]. When the stream fails,
+//! the bytes decoded before the failure are still scanned to the end.
 
 mod feed;
 mod kernel;
@@ -50,7 +59,7 @@ use std::io::Read;
 use kernel::Kernel;
 use root::syntax;
 
-use super::{DecodeError, DecodedStream, Limits, Prefilter};
+use super::{DecodeError, DecodedStream, Limits, Prefilter, Skipped};
 
 /// Counts from one object.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,6 +76,13 @@ pub struct ScanStats {
     pub records_arrays: u64,
     /// `Records` members whose value is not an array (skipped).
     pub records_not_array: u64,
+    /// Records larger than [`Limits::max_record_bytes`] (included in `records`).
+    pub oversized_records: u64,
+    /// Scalar elements of `Records` and root-level member values that are not
+    /// valid JSON (skipped; the elements are included in `non_object_records`).
+    pub invalid_elements: u64,
+    /// The gzip object has data after its last member that is not a member.
+    pub trailing_data: bool,
 }
 
 /// Everything a scan produced: its counts and, if the object could not be read to
@@ -75,6 +91,33 @@ pub struct ScanStats {
 pub struct ScanOutcome {
     pub stats: ScanStats,
     pub error: Option<DecodeError>,
+    /// The parts skipped (at most [`MAX_SKIPPED_LISTED`]; the counts have them all).
+    pub skipped: Vec<Skipped>,
+}
+
+/// Skipped parts listed per object: enough to find them, bounded whatever the input.
+pub const MAX_SKIPPED_LISTED: usize = 16;
+
+/// Where the scanner delivers records. A closure `FnMut(offset, bytes)` is a sink
+/// of candidates that ignores records over the size limit.
+pub trait RecordSink {
+    /// A candidate record (it holds a needle), whole, at `offset` of the decoded object.
+    fn candidate(&mut self, offset: u64, record: &[u8]);
+
+    /// The first `head.len()` (the size limit) bytes of a record that is larger
+    /// than the limit. Its end follows ([`RecordSink::oversized_end`]) unless the
+    /// object ends first.
+    fn oversized_head(&mut self, _offset: u64, _head: &[u8]) {}
+
+    /// The end of the record announced by `oversized_head`: its length, and
+    /// whether it is a candidate. One that is not is also listed as skipped.
+    fn oversized_end(&mut self, _offset: u64, _len: u64, _candidate: bool) {}
+}
+
+impl<F: FnMut(u64, &[u8])> RecordSink for F {
+    fn candidate(&mut self, offset: u64, record: &[u8]) {
+        self(offset, record)
+    }
 }
 
 /// The read size. Large enough that per-read costs (a decoder call, a `memmem`
@@ -92,26 +135,31 @@ thread_local! {
 }
 
 /// Decodes `raw` (gzip or plain JSON) and calls `on_candidate(offset, bytes)` for each
-/// record that may match, in document order.
+/// record that may match, in document order (records over the size limit are
+/// skipped and listed).
 pub fn scan_records<R: Read>(
     raw: R,
     prefilter: &Prefilter,
     limits: &Limits,
     on_candidate: impl FnMut(u64, &[u8]),
 ) -> ScanOutcome {
-    scan_with(
-        kernel::Choice::from_env(),
-        raw,
-        prefilter,
-        limits,
-        on_candidate,
-    )
+    scan_into(raw, prefilter, limits, on_candidate)
+}
+
+/// [`scan_records`] with every kind of record delivery (see [`RecordSink`]).
+pub fn scan_into<R: Read>(
+    raw: R,
+    prefilter: &Prefilter,
+    limits: &Limits,
+    sink: impl RecordSink,
+) -> ScanOutcome {
+    scan_with(kernel::Choice::from_env(), raw, prefilter, limits, sink)
 }
 
 /// Sees the decoded bytes of an object, in order, one read at a time.
 pub type DecodedObserver<'a> = &'a mut dyn FnMut(&[u8]);
 
-/// [`scan_records`], also handing every decoded byte, in order, to `observe`
+/// [`scan_into`], also handing every decoded byte, in order, to `observe`
 /// (once per read, about 256 KiB): the SHA-256 of a log file's uncompressed content
 /// that CloudTrail's digests list. Meaningful only when the outcome has no error.
 pub fn scan_records_observed<'a, R: Read>(
@@ -119,10 +167,10 @@ pub fn scan_records_observed<'a, R: Read>(
     prefilter: &'a Prefilter,
     limits: &'a Limits,
     observe: DecodedObserver<'a>,
-    on_candidate: impl FnMut(u64, &[u8]),
+    sink: impl RecordSink,
 ) -> ScanOutcome {
     let kernel = kernel::Choice::from_env();
-    scan_observed(kernel, raw, prefilter, limits, Some(observe), on_candidate)
+    scan_observed(kernel, raw, prefilter, limits, Some(observe), sink)
 }
 
 fn scan_with<R: Read>(
@@ -130,9 +178,9 @@ fn scan_with<R: Read>(
     raw: R,
     prefilter: &Prefilter,
     limits: &Limits,
-    on_candidate: impl FnMut(u64, &[u8]),
+    sink: impl RecordSink,
 ) -> ScanOutcome {
-    scan_observed(kernel, raw, prefilter, limits, None, on_candidate)
+    scan_observed(kernel, raw, prefilter, limits, None, sink)
 }
 
 fn scan_observed<'a, R: Read>(
@@ -141,21 +189,26 @@ fn scan_observed<'a, R: Read>(
     prefilter: &'a Prefilter,
     limits: &'a Limits,
     observe: Option<DecodedObserver<'a>>,
-    on_candidate: impl FnMut(u64, &[u8]),
+    sink: impl RecordSink,
 ) -> ScanOutcome {
     let _busy = super::piped::Busy::scan();
-    let mut scanner = Scanner::new(prefilter, limits, on_candidate);
+    let mut scanner = Scanner::new(prefilter, limits, sink);
     scanner.kernel = kernel;
     scanner.observe = observe;
+    let mut trailing_at = None;
     let error = match super::open_stream(raw) {
         // Decoded in memory already: scanned where it lies.
-        Ok(DecodedStream::Whole(whole)) => scanner.run_in_place(whole.bytes()).err(),
+        Ok(DecodedStream::Whole(whole)) => {
+            trailing_at = whole.trailing_data();
+            scanner.run_in_place(whole.bytes()).err()
+        }
         Ok(mut stream) => {
             let mut buf = SPARE_BUFFER.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
             if buf.len() != DECODED_BUFFER {
                 buf = vec![0; DECODED_BUFFER];
             }
             let error = scanner.run(&mut stream, &mut buf).err();
+            trailing_at = stream.trailing_data();
             // A buffer that grew for a huge record is dropped, not kept: memory
             // stays bounded by what the current object needs.
             if buf.len() == DECODED_BUFFER {
@@ -165,9 +218,14 @@ fn scan_observed<'a, R: Read>(
         }
         Err(e) => Some(e),
     };
+    if let Some(at) = trailing_at {
+        scanner.stats.trailing_data = true;
+        scanner.skip(Skipped::TrailingData { at });
+    }
     ScanOutcome {
         stats: scanner.stats,
         error,
+        skipped: scanner.skipped,
     }
 }
 
@@ -185,10 +243,11 @@ enum Root {
 struct Scanner<'a, F> {
     prefilter: &'a Prefilter,
     limits: &'a Limits,
-    on_candidate: F,
+    sink: F,
     /// Sees every decoded byte, when a caller hashes them (off by default).
     observe: Option<DecodedObserver<'a>>,
     stats: ScanStats,
+    skipped: Vec<Skipped>,
 
     base: u64,
     filled: usize,
@@ -220,6 +279,9 @@ struct Scanner<'a, F> {
     gap_from: u64,
     /// Start of the record being scanned, when inside one.
     record_from: Option<u64>,
+    /// Start of the record being scanned when it is larger than the limit (its
+    /// bytes are not kept).
+    oversized_from: Option<u64>,
 }
 
 /// Depth of the records' contents: brackets at or below it only change the depth.
@@ -255,14 +317,15 @@ impl Carry {
     }
 }
 
-impl<'a, F: FnMut(u64, &[u8])> Scanner<'a, F> {
-    fn new(prefilter: &'a Prefilter, limits: &'a Limits, on_candidate: F) -> Self {
+impl<'a, F: RecordSink> Scanner<'a, F> {
+    fn new(prefilter: &'a Prefilter, limits: &'a Limits, sink: F) -> Self {
         Scanner {
             prefilter,
             limits,
-            on_candidate,
+            sink,
             observe: None,
             stats: ScanStats::default(),
+            skipped: Vec::new(),
             base: 0,
             filled: 0,
             carry: Carry::default(),
@@ -278,6 +341,15 @@ impl<'a, F: FnMut(u64, &[u8])> Scanner<'a, F> {
             in_records: false,
             gap_from: 0,
             record_from: None,
+            oversized_from: None,
+        }
+    }
+
+    /// Lists a skipped part (the first [`MAX_SKIPPED_LISTED`]).
+    #[cold]
+    fn skip(&mut self, skipped: Skipped) {
+        if self.skipped.len() < MAX_SKIPPED_LISTED {
+            self.skipped.push(skipped);
         }
     }
 
@@ -523,6 +595,8 @@ impl<'a, F: FnMut(u64, &[u8])> Scanner<'a, F> {
             2 if self.in_records => {
                 if let Some(from) = self.record_from.take() {
                     self.finish_record(buf, from, at + 1);
+                } else if let Some(from) = self.oversized_from.take() {
+                    self.finish_oversized(from, at + 1);
                 }
                 self.gap_from = at + 1;
             }
@@ -550,8 +624,26 @@ impl<'a, F: FnMut(u64, &[u8])> Scanner<'a, F> {
         if self.prefilter.is_everything() || self.carry.last_hit_end > from {
             self.stats.candidates += 1;
             let record = self.slice(buf, from, to);
-            (self.on_candidate)(from, record);
+            self.sink.candidate(from, record);
         }
+    }
+
+    /// The end of a record larger than the limit, whose head was delivered.
+    #[cold]
+    fn finish_oversized(&mut self, from: u64, to: u64) {
+        self.stats.records += 1;
+        self.stats.oversized_records += 1;
+        let candidate = self.prefilter.is_everything() || self.carry.last_hit_end > from;
+        if candidate {
+            self.stats.candidates += 1;
+        } else {
+            self.skip(Skipped::OversizedRecord {
+                offset: from,
+                len: to - from,
+                limit: self.limits.max_record_bytes,
+            });
+        }
+        self.sink.oversized_end(from, to - from, candidate);
     }
 }
 
@@ -583,7 +675,7 @@ fn find_escaped(backslash: u64, prev_escaped: &mut u64) -> u64 {
 /// function compiled with those features, into which everything is inlined. aarch64
 /// has all it needs in its baseline (NEON). A pinned kernel the CPU lacks falls
 /// back to the baseline.
-fn dispatch<F: FnMut(u64, &[u8])>(
+fn dispatch<F: RecordSink>(
     scanner: &mut Scanner<'_, F>,
     buf: &[u8],
     limit: usize,
@@ -610,12 +702,12 @@ fn dispatch<F: FnMut(u64, &[u8])>(
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::kernel::{avx2::Avx2, avx512::Avx512};
-    use super::{DecodeError, Scanner};
+    use super::{DecodeError, RecordSink, Scanner};
 
     /// # Safety
     /// The CPU has the features named below ([`Avx2`]'s `available`).
     #[target_feature(enable = "avx2,popcnt,lzcnt,bmi1,pclmulqdq")]
-    pub unsafe fn scan_avx2<F: FnMut(u64, &[u8])>(
+    pub unsafe fn scan_avx2<F: RecordSink>(
         scanner: &mut Scanner<'_, F>,
         buf: &[u8],
         limit: usize,
@@ -627,7 +719,7 @@ mod x86 {
     /// # Safety
     /// The CPU has the features named below ([`Avx512`]'s `available`).
     #[target_feature(enable = "avx512f,avx512bw,avx2,popcnt,lzcnt,bmi1,pclmulqdq")]
-    pub unsafe fn scan_avx512<F: FnMut(u64, &[u8])>(
+    pub unsafe fn scan_avx512<F: RecordSink>(
         scanner: &mut Scanner<'_, F>,
         buf: &[u8],
         limit: usize,

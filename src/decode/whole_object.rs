@@ -14,7 +14,10 @@
 //! capped, and an object that does not fit, or that libdeflate or the framing
 //! rejects for any reason, is simply streamed from the bytes already read. The
 //! streaming decoder then delivers the records before the damage and reports it
-//! exactly as it would have without this path: this path only ever succeeds.
+//! exactly as it would have without this path: this path only ever succeeds. The
+//! framing between members is the streaming decoder's ([`gzip::after_member`]):
+//! zero padding skipped, data that is not a member ending the object, at the same
+//! offset ([`WholeObject::trailing_data`]).
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Read};
@@ -60,12 +63,13 @@ pub fn open<R: Read>(mut raw: BufReader<R>) -> DecodedStream<R> {
     let ended = pending_error.is_none() && prefix.len() <= WHOLE_OBJECT_MAX_COMPRESSED;
     if ended {
         let mut decoded = DECODED.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
-        if let Some(len) = decode_members(&prefix, &mut decoded) {
+        if let Some(done) = decode_members(&prefix, &mut decoded) {
             COMPRESSED.with(|spare| *spare.borrow_mut() = prefix);
             return DecodedStream::Whole(WholeObject {
                 decoded,
-                len,
+                len: done.len,
                 pos: 0,
+                trailing_at: done.trailing_at,
             });
         }
         DECODED.with(|spare| *spare.borrow_mut() = decoded);
@@ -86,14 +90,23 @@ pub fn open<R: Read>(mut raw: BufReader<R>) -> DecodedStream<R> {
     })))
 }
 
-fn decode_members(input: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+fn decode_members(input: &[u8], out: &mut Vec<u8>) -> Option<Decoded> {
     decode_in_memory(input, out, WHOLE_OBJECT_MAX_DECODED)
 }
 
+/// What [`decode_in_memory`] produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// Decoded bytes, at the start of the output buffer.
+    pub len: usize,
+    /// Offset of the data after the last member that is not a member (ignored).
+    pub trailing_at: Option<u64>,
+}
+
 /// Decodes every member of `input` into `out` (grown as needed, up to `max`
-/// bytes); the decoded length, or `None` when the object must be streamed instead.
-/// Public for the decode-only benchmark, which measures libdeflate uncapped.
-pub fn decode_in_memory(input: &[u8], out: &mut Vec<u8>, max: usize) -> Option<usize> {
+/// bytes), or `None` when the object must be streamed instead. Public for the
+/// decode-only benchmark, which measures libdeflate uncapped.
+pub fn decode_in_memory(input: &[u8], out: &mut Vec<u8>, max: usize) -> Option<Decoded> {
     // A single member's ISIZE is its decoded length (mod 4 GiB): the first guess
     // for the buffer. A lie costs a retry with the largest buffer, no more.
     let last_isize = input
@@ -117,8 +130,9 @@ pub fn decode_in_memory(input: &[u8], out: &mut Vec<u8>, max: usize) -> Option<u
         };
         let mut rest = input;
         let mut produced = 0;
+        let mut magic_read = 0;
         loop {
-            gzip::read_header(&mut rest).ok()?;
+            gzip::read_header(&mut rest, magic_read).ok()?;
             let (used, written) = loop {
                 match inflater.inflate(rest, &mut out[produced..]) {
                     Inflated::Done { used, written } => break (used, written),
@@ -135,8 +149,21 @@ pub fn decode_in_memory(input: &[u8], out: &mut Vec<u8>, max: usize) -> Option<u
             let crc = crc32fast::hash(&out[produced..produced + written]);
             gzip::check_trailer(trailer, crc, written as u64).ok()?;
             produced += written;
-            if gzip::after_member(&mut rest).ok()? == AfterMember::End {
-                return Some(produced);
+            let member_end = (input.len() - rest.len()) as u64;
+            match gzip::after_member(&mut rest).ok()? {
+                AfterMember::Member { magic_read: read } => magic_read = read,
+                AfterMember::End => {
+                    return Some(Decoded {
+                        len: produced,
+                        trailing_at: None,
+                    })
+                }
+                AfterMember::Trailing => {
+                    return Some(Decoded {
+                        len: produced,
+                        trailing_at: Some(member_end),
+                    })
+                }
             }
         }
     })
@@ -148,9 +175,16 @@ pub struct WholeObject {
     decoded: Vec<u8>,
     len: usize,
     pos: usize,
+    trailing_at: Option<u64>,
 }
 
 impl WholeObject {
+    /// Offset in the object of the data after the last member that is not a
+    /// member (ignored), if any.
+    pub fn trailing_data(&self) -> Option<u64> {
+        self.trailing_at
+    }
+
     /// The decoded bytes, all of them.
     pub fn bytes(&self) -> &[u8] {
         &self.decoded[..self.len]
@@ -317,6 +351,34 @@ mod tests {
         let mut expected = one.clone();
         expected.extend(b"second");
         assert_eq!(read_all(&mut stream), expected);
+        assert_eq!(stream.trailing_data(), None);
+    }
+
+    #[test]
+    fn both_paths_skip_padding_and_report_trailing_data_at_the_same_offset() {
+        let one = b"{\"Records\":[{\"eventName\":\"StartExportTask\"}]}".repeat(50);
+        let first = gzip(&one);
+        let mut object = first.clone();
+        object.extend([0u8; 5]);
+        object.extend(gzip(b"second"));
+        let member_end = object.len() as u64;
+        // (Small last bytes: the whole-object path guesses its buffer from them.)
+        object.extend(b"\x00\x00not a member\x00\x00\x00\x00");
+        let mut expected = one.clone();
+        expected.extend(b"second");
+        let mut whole = open_slice(&object);
+        assert!(matches!(whole, DecodedStream::Whole(_)));
+        assert_eq!(read_all(&mut whole), expected);
+        assert_eq!(whole.trailing_data(), Some(member_end));
+        let mut streamed: DecodedStream<&[u8]> =
+            DecodedStream::Gzip(Box::new(GzipDecoder::new(Prefixed {
+                prefix: Vec::new(),
+                pos: 0,
+                pending_error: None,
+                rest: BufReader::new(&object[..]),
+            })));
+        assert_eq!(read_all(&mut streamed), expected);
+        assert_eq!(streamed.trailing_data(), Some(member_end));
     }
 
     #[test]

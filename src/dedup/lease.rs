@@ -3,13 +3,18 @@
 //!
 //! The semantics are those of [`super::transition`] (SPEC §4, event time); this
 //! adds what a store shared by concurrent, crash-prone invocations needs: an alert
-//! claimed `pending` under a lease until its publication is confirmed or released,
-//! redelivery detection by `eventID`, expiry, and the roll-up batches cut from
-//! closed windows. The I/O (conditional writes, retries) is in [`super::dynamo`];
-//! the design and its guarantees are written up in `docs/dedup-dynamodb.md`.
+//! claimed `pending` under a lease until its publication is confirmed or released
+//! (the window's first alert, and the alert of a worse match, each with a lease
+//! of its own), redelivery detection by `eventID` and content fingerprint, expiry,
+//! and the roll-up batches cut from closed windows. The I/O (conditional writes,
+//! retries) is in [`super::dynamo`]; the design and its guarantees are written up
+//! in `docs/dedup-dynamodb.md`.
 
-use super::{transition, Claim, Decision, DedupError, Transition, Window};
+use serde::{Deserialize, Serialize};
+
+use super::{transition, Claim, Decision, DedupError, Fingerprint, Transition, Window};
 use crate::dedup::DedupKey;
+use crate::rule::Severity;
 use crate::time::format_ms;
 
 /// How many `eventID`s a window item remembers for redelivery detection. At ~40
@@ -39,13 +44,63 @@ pub(crate) enum State {
     Alerted,
 }
 
+/// A record decided for the key, remembered to recognise its redeliveries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub(crate) event_id: String,
+    /// `None` in items written before fingerprints were kept: any content matches.
+    pub(crate) fingerprint: Option<Fingerprint>,
+}
+
+impl Seen {
+    fn of(claim: &Claim) -> Option<Seen> {
+        claim.fingerprint.as_ref().map(|fingerprint| Seen {
+            event_id: claim.event_id.clone(),
+            fingerprint: Some(fingerprint.clone()),
+        })
+    }
+
+    /// Is `claim` (a redelivery of) this record?
+    fn recognises(&self, claim: &Claim) -> bool {
+        match (&self.fingerprint, &claim.fingerprint) {
+            (_, None) => false,
+            (None, Some(_)) => self.event_id == claim.event_id,
+            (Some(fingerprint), Some(_)) => claim.is_record(&self.event_id, Some(fingerprint)),
+        }
+    }
+}
+
+/// The alert of a match worse than the window's alerts ([`Decision::Escalated`]),
+/// claimed and not confirmed yet: it is re-driven, like the window's first alert,
+/// when its claim is released or its lease runs out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Escalation {
+    pub(crate) event_id: String,
+    pub(crate) fingerprint: Option<Fingerprint>,
+    pub(crate) severity: Severity,
+    pub(crate) previous: Severity,
+    pub(crate) lease_until_ms: i64,
+}
+
+impl Escalation {
+    /// Does `claim` hold this alert's claim (is it the match that claimed it)?
+    fn held_by(&self, claim: &Claim) -> bool {
+        claim.event_id == self.event_id && claim.fingerprint == self.fingerprint
+    }
+}
+
 /// A window item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoredWindow {
     pub(crate) window: Window,
     pub(crate) state: State,
     pub(crate) lease_until_ms: i64,
-    pub(crate) seen: Vec<String>,
+    /// The content of the match that opened the window (`None` when it had no
+    /// `eventID`, or the item predates fingerprints).
+    pub(crate) first_fingerprint: Option<Fingerprint>,
+    pub(crate) seen: Vec<Seen>,
+    pub(crate) escalation: Option<Escalation>,
     pub(crate) version: u64,
     pub(crate) ttl_secs: i64,
 }
@@ -55,8 +110,19 @@ impl StoredWindow {
         self.ttl_secs.saturating_mul(1000) <= now
     }
 
-    pub(crate) fn has_seen(&self, event_id: &str) -> bool {
-        self.window.first_event_id == event_id || self.seen.iter().any(|id| id == event_id)
+    /// Was the record of `claim` decided for this key already?
+    pub(crate) fn has_seen(&self, claim: &Claim) -> bool {
+        self.is_opener(claim) || self.seen.iter().any(|seen| seen.recognises(claim))
+    }
+
+    /// Is `claim` the record that opened the window?
+    fn is_opener(&self, claim: &Claim) -> bool {
+        claim.is_record(&self.window.first_event_id, self.first_fingerprint.as_ref())
+    }
+
+    /// Does `claim` hold the window's alert claim (is it the match that claimed it)?
+    fn held_by(&self, claim: &Claim) -> bool {
+        self.window.first_event_id == claim.event_id && self.first_fingerprint == claim.fingerprint
     }
 }
 
@@ -108,14 +174,23 @@ pub(crate) fn expiry_secs(w: &Window, now: i64) -> i64 {
         / 1000
 }
 
-/// Appends an `eventID`, forgetting the oldest beyond [`SEEN_LIMIT`].
-pub(crate) fn remember(seen: &mut Vec<String>, event_id: &str) {
-    if !seen.iter().any(|id| id == event_id) {
-        seen.push(event_id.to_owned());
+/// Appends the record of `claim` (one without `eventID` is never remembered),
+/// forgetting the oldest beyond [`SEEN_LIMIT`].
+pub(crate) fn remember(seen: &mut Vec<Seen>, claim: &Claim) {
+    let Some(record) = Seen::of(claim) else {
+        return;
+    };
+    if !seen.contains(&record) {
+        seen.push(record);
     }
     if seen.len() > SEEN_LIMIT {
         seen.drain(..seen.len() - SEEN_LIMIT);
     }
+}
+
+/// Forgets a record whose alert was abandoned: it is decided afresh on retry.
+fn forget(seen: &mut Vec<Seen>, event_id: &str, fingerprint: Option<&Fingerprint>) {
+    seen.retain(|s| !(s.event_id == event_id && s.fingerprint.as_ref() == fingerprint));
 }
 
 /// The decision for `claim` given the key's stored item, at wall-clock `now`.
@@ -135,8 +210,8 @@ pub(crate) fn plan_decide(
         let w = &s.window;
         let t = claim.event_time_ms;
         let in_reach = t >= w.open_ms.saturating_sub(w.window_ms) && t < w.end_ms();
-        let opener = claim.event_id == w.first_event_id;
-        let seen = s.has_seen(&claim.event_id);
+        let opener = s.is_opener(claim);
+        let seen = s.has_seen(claim);
         if s.state == State::Pending && in_reach && (opener || !seen) {
             if s.lease_until_ms <= now {
                 // Re-drive the window's alert: its claim was released or abandoned.
@@ -145,8 +220,12 @@ pub(crate) fn plan_decide(
                     // The abandoned match gets a decision of its own when it is retried.
                     let abandoned =
                         std::mem::replace(&mut next.window.first_event_id, claim.event_id.clone());
-                    next.seen.retain(|id| *id != abandoned);
-                    remember(&mut next.seen, &claim.event_id);
+                    let abandoned_content =
+                        std::mem::replace(&mut next.first_fingerprint, claim.fingerprint.clone());
+                    forget(&mut next.seen, &abandoned, abandoned_content.as_ref());
+                    remember(&mut next.seen, claim);
+                    // What the window's alert now says.
+                    next.window.severity_sent = Some(claim.severity);
                 }
                 next.lease_until_ms = now.saturating_add(lease_ms);
                 next.version = version;
@@ -160,15 +239,45 @@ pub(crate) fn plan_decide(
                 });
             }
             if opener {
-                return Err(DedupError::new(
-                    crate::aws_error::Cause::Other,
-                    format!(
-                    "{}: the alert of the window opened at {} by event {} is being published by another invocation (claim held until {}); try again later",
-                    claim.key,
-                    format_ms(w.open_ms),
-                    claim.event_id,
-                    format_ms(s.lease_until_ms)
-                )));
+                return Err(in_flight(claim, w.open_ms, s.lease_until_ms, "alert"));
+            }
+        }
+        if let Some(e) = s.escalation.as_ref().filter(|_| in_reach) {
+            let mine = e.held_by(claim) && claim.fingerprint.is_some();
+            if (mine || (!seen && claim.severity >= e.severity)) && e.lease_until_ms <= now {
+                // Re-drive the worse match's alert: released or abandoned.
+                let mut next = s.clone();
+                if !mine {
+                    forget(&mut next.seen, &e.event_id, e.fingerprint.as_ref());
+                    remember(&mut next.seen, claim);
+                }
+                next.escalation = Some(Escalation {
+                    event_id: claim.event_id.clone(),
+                    fingerprint: claim.fingerprint.clone(),
+                    severity: claim.severity,
+                    previous: e.previous,
+                    lease_until_ms: now.saturating_add(lease_ms),
+                });
+                next.window.severity_sent = Some(w.severity_sent().max(claim.severity));
+                next.version = version;
+                next.ttl_secs = expiry_secs(&next.window, now);
+                return Ok(Step::Write {
+                    answer: Decision::Escalated {
+                        window_start_ms: w.open_ms,
+                        severity: claim.severity,
+                        previous: e.previous,
+                    },
+                    next: Box::new(next),
+                    rollup: None,
+                });
+            }
+            if mine {
+                return Err(in_flight(
+                    claim,
+                    w.open_ms,
+                    e.lease_until_ms,
+                    "escalated alert",
+                ));
             }
         }
         if seen {
@@ -184,15 +293,24 @@ pub(crate) fn plan_decide(
                 if s.state == State::Pending && s.lease_until_ms <= now {
                     // The closed window's alert was abandoned: its match is decided
                     // afresh on retry (a late alert, or counted in this window).
-                    seen.retain(|id| *id != closed.first_event_id);
+                    forget(
+                        &mut seen,
+                        &closed.first_event_id,
+                        s.first_fingerprint.as_ref(),
+                    );
+                }
+                if let Some(e) = s.escalation.as_ref().filter(|e| e.lease_until_ms <= now) {
+                    forget(&mut seen, &e.event_id, e.fingerprint.as_ref());
                 }
             }
-            remember(&mut seen, &claim.event_id);
+            remember(&mut seen, claim);
             let next = StoredWindow {
                 window: new,
                 state: State::Pending,
                 lease_until_ms: now.saturating_add(lease_ms),
+                first_fingerprint: claim.fingerprint.clone(),
                 seen,
+                escalation: None,
                 version,
                 ttl_secs: 0,
             };
@@ -203,7 +321,22 @@ pub(crate) fn plan_decide(
                 window,
                 ..s.clone()
             };
-            remember(&mut next.seen, &claim.event_id);
+            remember(&mut next.seen, claim);
+            (next, None)
+        }
+        (Transition::Escalate { window, previous }, Some(s)) => {
+            let mut next = StoredWindow {
+                window,
+                escalation: Some(Escalation {
+                    event_id: claim.event_id.clone(),
+                    fingerprint: claim.fingerprint.clone(),
+                    severity: claim.severity,
+                    previous,
+                    lease_until_ms: now.saturating_add(lease_ms),
+                }),
+                ..s.clone()
+            };
+            remember(&mut next.seen, claim);
             (next, None)
         }
         (Transition::AlertLate { .. }, Some(_)) => {
@@ -227,7 +360,21 @@ pub(crate) fn plan_decide(
     })
 }
 
-/// Undoes an alert claim whose publication failed: the window's claim becomes
+/// The error for a retry of a match whose alert another invocation is publishing.
+fn in_flight(claim: &Claim, open_ms: i64, lease_until_ms: i64, what: &str) -> DedupError {
+    DedupError::new(
+        crate::aws_error::Cause::Other,
+        format!(
+            "{}: the {what} of the window opened at {} by event {} is being published by another invocation (claim held until {}); try again later",
+            claim.key,
+            format_ms(open_ms),
+            claim.event_id,
+            format_ms(lease_until_ms)
+        ),
+    )
+}
+
+/// Undoes an alert claim whose publication failed: the claim becomes
 /// re-drivable at once. (A late alert stored nothing to undo.)
 pub(crate) fn plan_release(
     stored: Option<&StoredWindow>,
@@ -235,18 +382,31 @@ pub(crate) fn plan_release(
     decision: Decision,
     now: i64,
 ) -> Step<()> {
-    let (Some(s), Decision::Alert { window_start_ms }) = (stored, decision) else {
+    let Some(s) = stored.filter(|s| !s.is_expired(now)) else {
         return Step::Done(());
     };
-    let holds_claim = s.state == State::Pending
-        && s.lease_until_ms != 0
-        && s.window.open_ms == window_start_ms
-        && s.window.first_event_id == claim.event_id;
-    if !holds_claim || s.is_expired(now) {
-        return Step::Done(());
-    }
     let mut next = s.clone();
-    next.lease_until_ms = 0;
+    match decision {
+        Decision::Alert { window_start_ms }
+            if s.state == State::Pending
+                && s.lease_until_ms != 0
+                && s.window.open_ms == window_start_ms
+                && s.held_by(claim) =>
+        {
+            next.lease_until_ms = 0;
+        }
+        Decision::Escalated {
+            window_start_ms,
+            severity,
+            ..
+        } if s.window.open_ms == window_start_ms => match next.escalation.as_mut() {
+            Some(e) if e.held_by(claim) && e.severity == severity && e.lease_until_ms != 0 => {
+                e.lease_until_ms = 0;
+            }
+            _ => return Step::Done(()),
+        },
+        _ => return Step::Done(()),
+    }
     next.version = s.version + 1;
     Step::Write {
         answer: (),
@@ -255,28 +415,47 @@ pub(crate) fn plan_release(
     }
 }
 
-/// Records a published alert: the window's claim becomes final, a late alert's
-/// `eventID` is remembered so that its redeliveries are recognised.
+/// Records a published alert: the window's claim (or the worse match's) becomes
+/// final, a late alert's record is remembered so that its redeliveries are
+/// recognised.
 pub(crate) fn plan_confirm(
     stored: Option<&StoredWindow>,
     claim: &Claim,
     decision: Decision,
 ) -> Step<()> {
-    let (Some(s), Decision::Alert { window_start_ms }) = (stored, decision) else {
+    let Some(s) = stored else {
         return Step::Done(());
     };
     let mut next = s.clone();
-    if s.state == State::Pending
-        && s.window.open_ms == window_start_ms
-        && s.window.first_event_id == claim.event_id
-    {
-        next.state = State::Alerted;
-        next.lease_until_ms = 0;
-    } else if window_start_ms == claim.event_time_ms && !s.has_seen(&claim.event_id) {
-        // A late alert, or a window's alert that another match re-drove meanwhile.
-        remember(&mut next.seen, &claim.event_id);
-    } else {
-        return Step::Done(());
+    match decision {
+        Decision::Alert { window_start_ms }
+            if s.state == State::Pending
+                && s.window.open_ms == window_start_ms
+                && s.held_by(claim) =>
+        {
+            next.state = State::Alerted;
+            next.lease_until_ms = 0;
+        }
+        Decision::Alert { window_start_ms }
+            if window_start_ms == claim.event_time_ms
+                && claim.fingerprint.is_some()
+                && !s.has_seen(claim) =>
+        {
+            // A late alert, or a window's alert that another match re-drove meanwhile.
+            remember(&mut next.seen, claim);
+        }
+        Decision::Escalated {
+            window_start_ms,
+            severity,
+            ..
+        } if s.window.open_ms == window_start_ms
+            && s.escalation
+                .as_ref()
+                .is_some_and(|e| e.held_by(claim) && e.severity == severity) =>
+        {
+            next.escalation = None;
+        }
+        _ => return Step::Done(()),
     }
     next.version = s.version + 1;
     Step::Write {
@@ -529,6 +708,135 @@ mod tests {
         assert_eq!(
             expiry_secs(&w, NOW + 10 * W),
             (NOW + 12 * W + DAY_MS) / 1000
+        );
+    }
+
+    fn critical(t: i64, id: &str) -> Claim {
+        let mut c = claim(t, id);
+        c.severity = Severity::Critical;
+        c
+    }
+
+    fn escalated(open: i64) -> Decision {
+        Decision::Escalated {
+            window_start_ms: open,
+            severity: Severity::Critical,
+            previous: Severity::High,
+        }
+    }
+
+    #[test]
+    fn a_worse_match_alerts_once_and_is_redriven_like_the_first_alert() {
+        let mut s = None;
+        let first = claim(T0, "a");
+        let d = decide(&mut s, &first, NOW).unwrap().0;
+        let step = plan_confirm(s.as_ref(), &first, d);
+        apply(&mut s, step);
+        let worse = critical(T0 + 10, "b");
+        assert_eq!(decide(&mut s, &worse, NOW).unwrap().0, escalated(T0));
+        assert_eq!(
+            s.as_ref().unwrap().window.severity_sent(),
+            Severity::Critical
+        );
+        // While it is published, its retry waits; another critical is counted.
+        assert!(decide(&mut s, &worse, NOW + 1)
+            .unwrap_err()
+            .message
+            .contains("escalated alert"));
+        assert_eq!(
+            decide(&mut s, &critical(T0 + 11, "c"), NOW + 1).unwrap().0,
+            Decision::Suppressed {
+                window_start_ms: T0
+            }
+        );
+        // Its publication failed: released, the retry alerts again (same alertId).
+        let step = plan_release(s.as_ref(), &worse, escalated(T0), NOW + 2);
+        apply(&mut s, step);
+        assert_eq!(decide(&mut s, &worse, NOW + 3).unwrap().0, escalated(T0));
+        let step = plan_confirm(s.as_ref(), &worse, escalated(T0));
+        apply(&mut s, step);
+        assert_eq!(s.as_ref().unwrap().escalation, None);
+        assert_eq!(
+            decide(&mut s, &worse, NOW + 4).unwrap().0,
+            Decision::Redelivery
+        );
+        assert_eq!(
+            decide(&mut s, &claim(T0 + 20, "d"), NOW + 4).unwrap().0,
+            Decision::Suppressed {
+                window_start_ms: T0
+            },
+            "a high after a critical is counted"
+        );
+    }
+
+    #[test]
+    fn an_abandoned_worse_alert_is_redriven_by_the_next_as_bad_match() {
+        let mut s = None;
+        let first = claim(T0, "a");
+        let d = decide(&mut s, &first, NOW).unwrap().0;
+        let step = plan_confirm(s.as_ref(), &first, d);
+        apply(&mut s, step);
+        decide(&mut s, &critical(T0 + 10, "b"), NOW).unwrap();
+        // The claiming invocation crashed; after the lease a high one is counted, a
+        // critical one re-drives the alert.
+        assert!(matches!(
+            decide(&mut s, &claim(T0 + 11, "c"), NOW + LEASE).unwrap().0,
+            Decision::Suppressed { .. }
+        ));
+        assert_eq!(
+            decide(&mut s, &critical(T0 + 12, "d"), NOW + LEASE)
+                .unwrap()
+                .0,
+            escalated(T0)
+        );
+        assert_eq!(
+            s.as_ref().unwrap().escalation.as_ref().unwrap().event_id,
+            "d"
+        );
+    }
+
+    #[test]
+    fn only_the_same_record_is_a_redelivery() {
+        let mut s = None;
+        let first = claim(T0, "a");
+        let d = decide(&mut s, &first, NOW).unwrap().0;
+        let step = plan_confirm(s.as_ref(), &first, d);
+        apply(&mut s, step);
+        let mut reused = claim(T0 + 5, "a");
+        reused.fingerprint = Some(crate::dedup::test_fingerprint("other content"));
+        assert_eq!(
+            decide(&mut s, &reused, NOW).unwrap().0,
+            Decision::Suppressed {
+                window_start_ms: T0
+            }
+        );
+        assert_eq!(
+            decide(&mut s, &reused, NOW).unwrap().0,
+            Decision::Redelivery
+        );
+        let mut anonymous = claim(T0 + 6, "unknown");
+        anonymous.fingerprint = None;
+        for _ in 0..2 {
+            assert_eq!(
+                decide(&mut s, &anonymous, NOW).unwrap().0,
+                Decision::Suppressed {
+                    window_start_ms: T0
+                },
+                "never a redelivery"
+            );
+        }
+        assert_eq!(s.as_ref().unwrap().window.suppressed, 3);
+        // An item written before fingerprints: its records match whatever their content.
+        let mut old = s.clone().unwrap();
+        old.first_fingerprint = None;
+        old.seen = vec![Seen {
+            event_id: "z".into(),
+            fingerprint: None,
+        }];
+        let mut old = Some(old);
+        assert_eq!(
+            decide(&mut old, &claim(T0 + 7, "z"), NOW).unwrap().0,
+            Decision::Redelivery
         );
     }
 }

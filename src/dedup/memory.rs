@@ -6,14 +6,16 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    transition, Claim, Decision, DedupError, DedupKey, DedupStore, Rollup, Transition, Window,
+    transition, Claim, Decision, DedupError, DedupKey, DedupStore, Fingerprint, Rollup, Transition,
+    Window,
 };
 
 #[derive(Default)]
 struct KeyState {
     window: Option<Window>,
-    /// Every `eventID` seen for the key (redelivery detection).
-    seen: HashSet<String>,
+    /// Every record seen for the key, by `eventID` and content (redelivery
+    /// detection; records without `eventID` are not kept).
+    seen: HashSet<(String, Fingerprint)>,
     /// Closed windows whose roll-up is due.
     closed: Vec<Window>,
 }
@@ -43,8 +45,13 @@ impl DedupStore for MemoryStore {
     async fn decide(&self, claim: &Claim) -> Result<Decision, DedupError> {
         let mut keys = self.lock();
         let state = keys.entry(claim.key.clone()).or_default();
-        if !state.seen.insert(claim.event_id.clone()) {
-            return Ok(Decision::Redelivery);
+        if let Some(fingerprint) = &claim.fingerprint {
+            if !state
+                .seen
+                .insert((claim.event_id.clone(), fingerprint.clone()))
+            {
+                return Ok(Decision::Redelivery);
+            }
         }
         let step = transition(state.window.as_ref(), claim);
         let decision = step.decision();
@@ -53,7 +60,9 @@ impl DedupStore for MemoryStore {
                 state.closed.extend(closed.filter(|w| w.suppressed > 0));
                 state.window = Some(new);
             }
-            Transition::Suppress { window } => state.window = Some(window),
+            Transition::Suppress { window } | Transition::Escalate { window, .. } => {
+                state.window = Some(window)
+            }
             Transition::AlertLate { .. } => {}
         }
         Ok(decision)
@@ -64,7 +73,24 @@ impl DedupStore for MemoryStore {
         let Some(state) = keys.get_mut(&claim.key) else {
             return Ok(());
         };
-        state.seen.remove(&claim.event_id);
+        if let Some(fingerprint) = &claim.fingerprint {
+            state
+                .seen
+                .remove(&(claim.event_id.clone(), fingerprint.clone()));
+        }
+        if let Decision::Escalated {
+            window_start_ms,
+            severity,
+            previous,
+        } = decision
+        {
+            // The window forgets the severity it did not send after all.
+            if let Some(w) = state.window.as_mut() {
+                if w.open_ms == window_start_ms && w.severity_sent() == severity {
+                    w.severity_sent = Some(previous);
+                }
+            }
+        }
         if let Decision::Alert { window_start_ms } = decision {
             let opened_here = state.window.as_ref().is_some_and(|w| {
                 w.open_ms == window_start_ms && w.first_event_id == claim.event_id
@@ -133,6 +159,63 @@ mod tests {
             rollups[0].window.suppressed, 1,
             "the redelivery is not counted"
         );
+    }
+
+    #[tokio::test]
+    async fn the_same_event_id_with_other_content_or_no_event_id_is_not_a_redelivery() {
+        let store = MemoryStore::new();
+        store.decide(&claim(0, "a")).await.unwrap();
+        let mut forged = claim(2 * W, "a");
+        forged.fingerprint = Some(crate::dedup::test_fingerprint("other content"));
+        assert!(matches!(
+            store.decide(&forged).await.unwrap(),
+            Decision::Alert { .. }
+        ));
+        assert_eq!(store.decide(&forged).await.unwrap(), Decision::Redelivery);
+        let mut anonymous = claim(4 * W, "unknown");
+        anonymous.fingerprint = None;
+        assert!(matches!(
+            store.decide(&anonymous).await.unwrap(),
+            Decision::Alert { .. }
+        ));
+        assert!(
+            matches!(
+                store.decide(&anonymous).await.unwrap(),
+                Decision::Suppressed { .. }
+            ),
+            "never a redelivery: counted"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_worse_match_alerts_once_per_window_and_a_failed_one_again() {
+        use crate::rule::Severity;
+        let store = MemoryStore::new();
+        store.decide(&claim(0, "high")).await.unwrap();
+        let mut critical = claim(60_000, "critical");
+        critical.severity = Severity::Critical;
+        let escalated = store.decide(&critical).await.unwrap();
+        assert_eq!(
+            escalated,
+            Decision::Escalated {
+                window_start_ms: 0,
+                severity: Severity::Critical,
+                previous: Severity::High
+            }
+        );
+        // Its publication failed: the retry alerts again.
+        store.release(&critical, escalated).await.unwrap();
+        assert_eq!(store.decide(&critical).await.unwrap(), escalated);
+        assert!(matches!(
+            store.decide(&claim(120_000, "high-2")).await.unwrap(),
+            Decision::Suppressed { .. }
+        ));
+        let mut critical_2 = claim(180_000, "critical-2");
+        critical_2.severity = Severity::Critical;
+        assert!(matches!(
+            store.decide(&critical_2).await.unwrap(),
+            Decision::Suppressed { .. }
+        ));
     }
 
     #[tokio::test]

@@ -9,13 +9,18 @@
 //! - a match at or after `open + window` opens a new window and alerts;
 //! - a late match (`eventTime < open`) within one window before `open` is
 //!   suppressed; older than that it alerts without moving the stored window;
-//! - a match whose `eventID` was already seen for the key is a redelivery: neither
-//!   alert nor suppressed.
+//! - a match in the window whose severity is higher than every alert the window
+//!   has sent alerts (and the window remembers it): a routine export never hides
+//!   a worse one for the rest of the window;
+//! - a match whose `eventID` was already seen for the key, with the same content
+//!   ([`fingerprint`]), is a redelivery: neither alert nor suppressed. A record
+//!   without `eventID` is never a redelivery.
 //!
 //! [`transition`] is that table as a pure function; stores only persist its result
 //! (atomically, for the DynamoDB store).
 
 pub mod dynamo;
+mod fingerprint;
 mod key;
 mod lease;
 pub mod memory;
@@ -27,9 +32,10 @@ use async_trait::async_trait;
 use crate::aws_error::Cause;
 use serde::{Deserialize, Serialize};
 
-use crate::rule::RollupSpec;
+use crate::rule::{RollupSpec, Severity};
 
 pub use dynamo::DynamoStore;
+pub use fingerprint::{fingerprint, fingerprint_json, Fingerprint, FINGERPRINT_FIELDS};
 pub use key::DedupKey;
 pub use memory::MemoryStore;
 
@@ -45,7 +51,14 @@ pub const MAX_DISTINCT_BYTES: usize = 1024;
 pub struct Claim {
     pub key: DedupKey,
     pub event_time_ms: i64,
+    /// The record's `eventID` (`unknown` when it has none).
     pub event_id: String,
+    /// The record's content ([`fingerprint`]); `None` for a record without
+    /// `eventID`, which is never taken for a redelivery.
+    pub fingerprint: Option<Fingerprint>,
+    /// The match's severity, as the pipeline decided it (the rule's escalations,
+    /// and whatever raises it further): a worse match breaks through its window.
+    pub severity: Severity,
     pub window_ms: i64,
     /// The record's value for each of the rule's `RollupDistinct` lists.
     pub distinct: Vec<(String, String)>,
@@ -53,15 +66,40 @@ pub struct Claim {
     pub spec: RollupSpec,
 }
 
+impl Claim {
+    /// Is this claim for the record identified by `event_id` and `fingerprint`?
+    /// Never for a record without `eventID` (no fingerprint), on either side.
+    pub fn is_record(&self, event_id: &str, fingerprint: Option<&Fingerprint>) -> bool {
+        match (&self.fingerprint, fingerprint) {
+            (Some(mine), Some(theirs)) => self.event_id == event_id && mine == theirs,
+            _ => false,
+        }
+    }
+}
+
 /// The decision for one match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Alert; the alert belongs to the window opening at `window_start_ms`.
     Alert { window_start_ms: i64 },
+    /// Alert: the match is worse (`severity`) than every alert the window opened
+    /// at `window_start_ms` had sent (the worst of them was `previous`).
+    Escalated {
+        window_start_ms: i64,
+        severity: Severity,
+        previous: Severity,
+    },
     /// Counted against the window opened at `window_start_ms`.
     Suppressed { window_start_ms: i64 },
-    /// The same `eventID` was already seen for this key.
+    /// The same record (`eventID` and content) was already seen for this key.
     Redelivery,
+}
+
+impl Decision {
+    /// Does the match alert?
+    pub fn alerts(&self) -> bool {
+        matches!(self, Decision::Alert { .. } | Decision::Escalated { .. })
+    }
 }
 
 /// The persisted state of a key's current window.
@@ -79,6 +117,9 @@ pub struct Window {
     /// The rule as it was when the window opened; `None` in items written before
     /// windows kept it.
     pub spec: Option<Box<RollupSpec>>,
+    /// The highest severity the window has alerted with; `None` in items written
+    /// before windows kept it (see [`Window::severity_sent`]).
+    pub severity_sent: Option<Severity>,
 }
 
 impl Window {
@@ -88,12 +129,22 @@ impl Window {
             window_ms: claim.window_ms,
             first_event_id: claim.event_id.clone(),
             spec: Some(Box::new(claim.spec.clone())),
+            severity_sent: Some(claim.severity),
             ..Window::default()
         }
     }
 
     pub fn end_ms(&self) -> i64 {
         self.open_ms.saturating_add(self.window_ms)
+    }
+
+    /// The highest severity the window has alerted with. A window stored before
+    /// windows kept it alerted with its rule's severity (escalations are rare);
+    /// without even that, the lowest: a worse match is never hidden.
+    pub fn severity_sent(&self) -> Severity {
+        self.severity_sent
+            .or_else(|| self.spec.as_ref().and_then(|spec| spec.severity))
+            .unwrap_or(Severity::Info)
     }
 
     /// Counts a suppressed match into the window.
@@ -139,6 +190,9 @@ pub enum Transition {
     Open { new: Window, closed: Option<Window> },
     /// Count the match in the current window.
     Suppress { window: Window },
+    /// Alert for a match worse than every alert of the current window, which
+    /// becomes `window` (remembering the severity).
+    Escalate { window: Window, previous: Severity },
     /// Alert for a match older than the window's reach; the stored window stays.
     AlertLate { window_start_ms: i64 },
 }
@@ -151,6 +205,11 @@ impl Transition {
             },
             Transition::Suppress { window } => Decision::Suppressed {
                 window_start_ms: window.open_ms,
+            },
+            Transition::Escalate { window, previous } => Decision::Escalated {
+                window_start_ms: window.open_ms,
+                severity: window.severity_sent(),
+                previous: *previous,
             },
             Transition::AlertLate { window_start_ms } => Decision::Alert {
                 window_start_ms: *window_start_ms,
@@ -173,6 +232,11 @@ pub fn transition(current: Option<&Window>, claim: &Claim) -> Transition {
         },
         Some(w) if t >= w.open_ms.saturating_sub(w.window_ms) => {
             let mut window = w.clone();
+            let previous = w.severity_sent();
+            if claim.severity > previous {
+                window.severity_sent = Some(claim.severity);
+                return Transition::Escalate { window, previous };
+            }
             window.absorb(claim);
             Transition::Suppress { window }
         }
@@ -276,6 +340,8 @@ pub(crate) fn test_claim(event_time_ms: i64, event_id: &str) -> Claim {
         key: DedupKey::new("R", vec!["us-east-1".into(), "1".into()]),
         event_time_ms,
         event_id: event_id.into(),
+        fingerprint: Some(test_fingerprint(event_id)),
+        severity: Severity::High,
         window_ms: 3_600_000,
         distinct: vec![
             ("things".into(), format!("thing-{event_id}")),
@@ -283,6 +349,12 @@ pub(crate) fn test_claim(event_time_ms: i64, event_id: &str) -> Claim {
         ],
         spec: RollupSpec::default(),
     }
+}
+
+/// A fingerprint for the tests: that of a record whose `requestID` is `content`.
+#[cfg(test)]
+pub(crate) fn test_fingerprint(content: &str) -> Fingerprint {
+    fingerprint(&serde_json::json!({ "requestID": content }))
 }
 
 #[cfg(test)]
@@ -346,6 +418,57 @@ mod tests {
         let key = claim(0, "a").key;
         assert!(w.rollup(&key).is_some());
         assert!(Window::opened_by(&claim(0, "a")).rollup(&key).is_none());
+    }
+
+    #[test]
+    fn a_worse_match_breaks_through_and_raises_the_bar() {
+        let open = Window::opened_by(&claim(0, "a"));
+        let mut critical = claim(MIN, "b");
+        critical.severity = Severity::Critical;
+        let Transition::Escalate { window, previous } = transition(Some(&open), &critical) else {
+            panic!("a critical match in a high window alerts");
+        };
+        assert_eq!(previous, Severity::High);
+        assert_eq!(window.severity_sent(), Severity::Critical);
+        assert_eq!(
+            window.suppressed, 0,
+            "it alerted: not counted as suppressed"
+        );
+        assert_eq!(
+            transition(Some(&window), &critical).decision(),
+            Decision::Suppressed { window_start_ms: 0 },
+            "equal is suppressed"
+        );
+        assert_eq!(
+            transition(Some(&window), &claim(2 * MIN, "c")).decision(),
+            Decision::Suppressed { window_start_ms: 0 },
+            "lower is suppressed"
+        );
+        // A window stored before windows kept the severity: its rule's severity.
+        let mut old = open.clone();
+        old.severity_sent = None;
+        assert_eq!(
+            old.severity_sent(),
+            Severity::Info,
+            "no rule either: the lowest"
+        );
+        old.spec = Some(Box::new(RollupSpec {
+            severity: Some(Severity::High),
+            ..RollupSpec::default()
+        }));
+        assert_eq!(old.severity_sent(), Severity::High);
+    }
+
+    #[test]
+    fn a_claim_is_a_record_only_with_an_event_id_and_the_same_content() {
+        let a = claim(0, "a");
+        assert!(a.is_record("a", Some(&test_fingerprint("a"))));
+        assert!(!a.is_record("a", Some(&test_fingerprint("other content"))));
+        assert!(!a.is_record("b", Some(&test_fingerprint("a"))));
+        assert!(!a.is_record("a", None));
+        let mut anonymous = claim(0, "unknown");
+        anonymous.fingerprint = None;
+        assert!(!anonymous.is_record("unknown", Some(&test_fingerprint("unknown"))));
     }
 
     #[test]

@@ -193,11 +193,17 @@ impl Writer {
             let known = matches
                 .iter()
                 .any(|s| s.offset == m.offset && s.source == m.source);
-            if !known {
+            // A record too large for an alert's `event` is stored as the fields
+            // it was evaluated on: evaluated again, it matches the same way.
+            let raw = m
+                .raw
+                .clone()
+                .or_else(|| serde_json::value::to_raw_value(&m.record).ok());
+            if let (false, Some(raw)) = (known, raw) {
                 matches.push(StoredMatch {
                     source: m.source.clone(),
                     offset: m.offset,
-                    raw: m.raw.clone(),
+                    raw,
                 });
             }
         }
@@ -274,7 +280,10 @@ mod tests {
         let matches = cp.restored_matches(&detector);
         assert_eq!(matches.len(), 2);
         let original = &outcome("x").matches[0];
-        assert_eq!(matches[0].raw.get(), original.raw.get());
+        assert_eq!(
+            matches[0].raw.as_ref().map(|r| r.get()),
+            original.raw.as_ref().map(|r| r.get())
+        );
         assert_eq!(matches[0].offset, original.offset);
         assert_eq!(matches[0].event_id, "e1");
         drop(cp);

@@ -50,6 +50,19 @@ impl Condition {
         }
     }
 
+    /// Every record path the condition reads (its keys and `OtherKey`s).
+    pub(super) fn paths(&self, out: &mut Vec<FieldPath>) {
+        match self {
+            Condition::All(all) | Condition::Any(all) => all.iter().for_each(|c| c.paths(out)),
+            Condition::Field { path, test } => {
+                out.push(path.clone());
+                if let Test::ArnAccountIsNot(other) | Test::ListHasOtherThan(other) = test {
+                    out.push(other.clone());
+                }
+            }
+        }
+    }
+
     /// Literal strings that every matching record must spell somewhere, derived from
     /// top-level `Equals` tests on strings (an `Any` yields none: it proves nothing).
     pub(super) fn required_literals(&self, out: &mut Vec<(FieldPath, String)>) {

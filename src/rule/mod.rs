@@ -189,6 +189,23 @@ impl Rule {
         literals.into_iter().map(|(_, value)| value).collect()
     }
 
+    /// Every record path the rule reads: its conditions and escalations, its
+    /// group-by, alert fields, roll-up lists and the title and subject templates.
+    /// A record is evaluated on these fields alone (see `detect`).
+    pub fn field_paths(&self) -> Vec<FieldPath> {
+        let mut out = Vec::new();
+        self.detection.paths(&mut out);
+        for escalation in &self.escalations {
+            escalation.condition.paths(&mut out);
+        }
+        out.extend(self.group_by.iter().cloned());
+        self.output.record_paths(&mut out);
+        for template in [&self.title, &self.subject] {
+            out.extend(template.keys().flatten().cloned());
+        }
+        out
+    }
+
     /// The group-by values of a record (`unknown` for a missing or non-string field).
     pub fn group_values(&self, record: &Value) -> Vec<String> {
         self.group_by

@@ -148,6 +148,18 @@ impl Output {
             .collect()
     }
 
+    /// Every record path the alert fields and roll-up lists read.
+    pub(super) fn record_paths(&self, out: &mut Vec<FieldPath>) {
+        for field in &self.fields {
+            out.extend(field.paths.iter().cloned());
+        }
+        for distinct in &self.distinct {
+            if let DistinctSource::Paths(paths) = &distinct.source {
+                out.extend(paths.iter().cloned());
+            }
+        }
+    }
+
     pub fn field(&self, name: &str) -> Option<&AlertField> {
         self.fields.iter().find(|f| f.name == name)
     }

@@ -101,6 +101,14 @@ impl<K> Template<K> {
         &self.source
     }
 
+    /// What its placeholders name, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Slot(key, _) => Some(key),
+            Part::Text(_) => None,
+        })
+    }
+
     fn render_with(&self, text_of: impl Fn(&K) -> Option<String>) -> String {
         let mut out = String::with_capacity(self.source.len() + 64);
         for part in &self.parts {

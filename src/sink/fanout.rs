@@ -94,7 +94,7 @@ mod tests {
         let record = rule.tests[0].log.clone();
         let m = crate::detect::Match {
             rule: 0,
-            raw: serde_json::value::RawValue::from_string(record.to_string()).unwrap(),
+            raw: Some(serde_json::value::RawValue::from_string(record.to_string()).unwrap()),
             record,
             parse_warnings: Vec::new(),
             source: "s3://b/k".into(),
@@ -102,6 +102,7 @@ mod tests {
             event_time_ms: Some(0),
             event_id: "e".into(),
             path: crate::detect::DeliveryPath::S3,
+            fingerprint: None,
         };
         let n = crate::alert::build_alert(&rule, &m, "k", 0, 60_000);
         let (a, b) = (Arc::new(MemorySink::new()), Arc::new(MemorySink::new()));

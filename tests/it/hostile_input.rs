@@ -6,6 +6,17 @@
 //! The reference is Python's `json` module (an independent full parse, lenient
 //! where serde_json is strict), run over the same files; the property test's
 //! reference is the generator's own knowledge of which records it made matching.
+//!
+//! The second pass, in submodules: bad neighbours (data after gzip members,
+//! oversized records, elements that are not valid JSON) cost no good record
+//! (`neighbours`), a record's size is not the process's memory (`memory`), a
+//! window lets a worse match through and a redelivery is the same record
+//! (`windows`), and the e-mail cannot be forged (`email`).
+
+mod email;
+mod memory;
+mod neighbours;
+mod windows;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -237,8 +248,8 @@ fn scan_alerts_on_every_record_a_lenient_parser_matches() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     check_lines(&parse_lines(&out.stdout), &expected);
     assert!(
-        stderr.contains("lenient=24 "),
-        "8 defective records x 3 files: {stderr}"
+        stderr.contains("lenient=18 "),
+        "the 4 defective matches, and the 2 failed calls whose defect is in a field the rule reads (userAgent), x 3 files: {stderr}"
     );
     assert!(stderr.contains("errors=0 "), "{stderr}");
 }
@@ -371,8 +382,9 @@ proptest! {
         let expected: Vec<&str> = if ok { vec!["g", "d", "g"] } else { vec!["g", "g"] };
         prop_assert_eq!(ids, expected);
         for m in &report.matches {
-            prop_assert!(serde_json::from_str::<&RawValue>(m.raw.get()).is_ok());
-            prop_assert!(!m.raw.get().contains('\n'));
+            let raw = m.raw.as_ref().map(|r| r.get()).unwrap_or_default();
+            prop_assert!(serde_json::from_str::<&RawValue>(raw).is_ok());
+            prop_assert!(!raw.contains('\n'));
         }
     }
 }

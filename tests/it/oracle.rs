@@ -1,8 +1,8 @@
 //! The alerts of `trailwatch scan` on generated CloudTrail corpora equal what SPEC §4
 //! prescribes, computed here independently of the code under test: the expected
-//! exports come from the generator's manifest (`support::corpus`), their times from a plain
-//! `serde_json::Value` parse of the files, and the dedup table is re-implemented in
-//! a dozen lines below.
+//! exports come from the generator's manifest (`support::corpus`), their times and
+//! severities (SPEC §2) from a plain `serde_json::Value` parse of the files, and the
+//! dedup table is re-implemented in a dozen lines below.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
@@ -15,8 +15,21 @@ use crate::support::corpus::{self, Manifest, Options};
 
 const WINDOW_MS: i64 = 60 * 60 * 1000;
 
-/// eventID -> eventTime (ms), read with an ordinary full parse of every file.
-fn event_times(dir: &Path, manifest: &Manifest) -> HashMap<String, i64> {
+/// SPEC §2: a root caller, or a KMS key or role ARN of another account, is Critical.
+fn is_critical(record: &Value) -> bool {
+    let account = record["recipientAccountId"].as_str();
+    let foreign = |field: &str| {
+        record["requestParameters"][field]
+            .as_str()
+            .and_then(|arn| arn.strip_prefix("arn:"))
+            .and_then(|rest| rest.split(':').nth(3))
+            .is_some_and(|owner| !owner.is_empty() && Some(owner) != account)
+    };
+    record["userIdentity"]["type"] == "Root" || foreign("kmsKeyId") || foreign("iamRoleArn")
+}
+
+/// eventID -> (eventTime (ms), Critical), read with an ordinary full parse of every file.
+fn event_times(dir: &Path, manifest: &Manifest) -> HashMap<String, (i64, bool)> {
     let mut times = HashMap::new();
     for file in &manifest.files {
         let path = dir.join(&file.file);
@@ -29,7 +42,7 @@ fn event_times(dir: &Path, manifest: &Manifest) -> HashMap<String, i64> {
             let time = record["eventTime"].as_str().unwrap();
             times.insert(
                 record["eventID"].as_str().unwrap().to_owned(),
-                parse_utc(time),
+                (parse_utc(time), is_critical(record)),
             );
         }
     }
@@ -49,32 +62,43 @@ fn parse_utc(text: &str) -> i64 {
 }
 
 /// SPEC §4 over matches sorted by (eventTime, eventID): returns the eventIDs that
-/// alert and the suppressed count per opened window.
+/// alert and the suppressed count per opened window. (The generator's duplicates
+/// are copies of their record: a redelivery is a seen eventID.) A Critical match
+/// in a window that has sent only High alerts alerts too.
 fn expected_alerts(
     manifest: &Manifest,
-    times: &HashMap<String, i64>,
+    times: &HashMap<String, (i64, bool)>,
 ) -> (BTreeSet<String>, u64, u64) {
-    let mut matches: Vec<(i64, String, String)> = manifest
+    let mut matches: Vec<(i64, String, String, bool)> = manifest
         .alerts
         .iter()
         .map(|e| {
             let key = format!("{}:{}", e.aws_region, e.recipient_account_id);
-            (times[&e.event_id], e.event_id.clone(), key)
+            let (time, critical) = times[&e.event_id];
+            (time, e.event_id.clone(), key, critical)
         })
         .collect();
     matches.sort();
-    let mut open: BTreeMap<String, i64> = BTreeMap::new();
+    // key -> (window start, a Critical alert was sent)
+    let mut open: BTreeMap<String, (i64, bool)> = BTreeMap::new();
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
     let (mut alerts, mut suppressed, mut redeliveries) = (BTreeSet::new(), 0, 0);
-    for (t, id, key) in matches {
+    for (t, id, key, critical) in matches {
         if !seen.insert((key.clone(), id.clone())) {
             redeliveries += 1;
             continue;
         }
-        match open.get(&key) {
-            Some(&start) if t >= start && t < start + WINDOW_MS => suppressed += 1,
+        match open.get_mut(&key) {
+            Some((start, critical_sent)) if t >= *start && t < *start + WINDOW_MS => {
+                if critical && !*critical_sent {
+                    *critical_sent = true;
+                    alerts.insert(id);
+                } else {
+                    suppressed += 1;
+                }
+            }
             _ => {
-                open.insert(key, t);
+                open.insert(key, (t, critical));
                 alerts.insert(id);
             }
         }

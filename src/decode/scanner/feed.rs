@@ -8,12 +8,16 @@
 //! nothing, but it is as long as the buffer would be at every step, so the reads,
 //! the needle searches and the limits (`max_record_bytes`, `max_decompressed_bytes`)
 //! behave exactly as they do on the streamed object.
+//!
+//! When one record fills a window of the record limit, its first bytes go to the
+//! sink and the record stops holding the window: the window slides on as
+//! anywhere else, and the record's end is reported when the block loop meets it.
 
 use std::io::Read;
 
-use super::{DecodeError, DecodedStream, Root, Scanner, DECODED_BUFFER};
+use super::{DecodeError, DecodedStream, RecordSink, Root, Scanner, DECODED_BUFFER};
 
-impl<F: FnMut(u64, &[u8])> Scanner<'_, F> {
+impl<F: RecordSink> Scanner<'_, F> {
     /// Scans a stream, read into `buf` (whose length is the window's).
     pub(super) fn run<R: Read>(
         &mut self,
@@ -22,7 +26,7 @@ impl<F: FnMut(u64, &[u8])> Scanner<'_, F> {
     ) -> Result<(), DecodeError> {
         loop {
             if self.filled == buf.len() {
-                let (drop, len) = self.make_room(buf.len())?;
+                let (drop, len) = self.make_room(&buf[..self.filled], buf.len())?;
                 if drop > 0 {
                     buf.copy_within(drop..drop + self.filled, 0);
                 }
@@ -30,7 +34,16 @@ impl<F: FnMut(u64, &[u8])> Scanner<'_, F> {
                     buf.resize(len, 0);
                 }
             }
-            let n = stream.read_decoded(&mut buf[self.filled..])?;
+            let n = match stream.read_decoded(&mut buf[self.filled..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    // What was decoded before the failure still counts: records
+                    // that end in it are delivered (the failure is reported all the
+                    // same, and is the error returned).
+                    let _ = self.scan_blocks(&buf[..self.filled], true);
+                    return Err(e);
+                }
+            };
             if n == 0 {
                 break;
             }
@@ -50,7 +63,7 @@ impl<F: FnMut(u64, &[u8])> Scanner<'_, F> {
         };
         loop {
             if self.filled == len {
-                len = self.make_room(len)?.1;
+                len = self.make_room(window(self), len)?.1;
             }
             let n = (len - self.filled).min(decoded.len() - self.end() as usize);
             if n == 0 {
@@ -110,19 +123,30 @@ impl<F: FnMut(u64, &[u8])> Scanner<'_, F> {
         needed.min(self.carry.scanned)
     }
 
-    /// Makes room in a full window of `len` bytes: drops the consumed bytes from
-    /// its front, or, when one record fills it, doubles it (up to the record
-    /// limit). Returns how many bytes were dropped and the window's new length;
-    /// the caller moves its bytes.
-    fn make_room(&mut self, len: usize) -> Result<(usize, usize), DecodeError> {
-        let keep = self.keep_from();
+    /// Makes room in a full window of `len` bytes (`window`, starting at stream
+    /// offset `base`): drops the consumed bytes from its front, or, when one record
+    /// fills it, doubles it (up to the record limit). A record that fills a window
+    /// of the limit is handed over as oversized and no longer kept. Returns how
+    /// many bytes were dropped and the window's new length; the caller moves its
+    /// bytes. Only text between records at the root level can fill the window at
+    /// the limit: that is an error.
+    fn make_room(&mut self, window: &[u8], len: usize) -> Result<(usize, usize), DecodeError> {
+        let cap = self.limits.max_record_bytes.max(DECODED_BUFFER);
+        let mut keep = self.keep_from();
+        if keep == self.base && len >= cap {
+            if let Some(from) = self.record_from.take() {
+                let head = self.slice(window, from, self.end());
+                self.sink.oversized_head(from, head);
+                self.oversized_from = Some(from);
+                keep = self.keep_from();
+            }
+        }
         let drop = (keep - self.base) as usize;
         self.filled -= drop;
         self.base = keep;
         if self.filled < len {
             return Ok((drop, len));
         }
-        let cap = self.limits.max_record_bytes.max(DECODED_BUFFER);
         if len >= cap {
             return Err(DecodeError::RecordTooLarge {
                 offset: keep,

@@ -2,12 +2,18 @@
 //! the top levels (the root object's member names and scalar members, the scalar
 //! elements of `Records`), which the block loop leaves for it. This text is
 //! short, so it is read byte by byte and its tokens are validated with serde_json.
+//!
+//! A token that is not valid JSON there (`NaN`, a string with a lone surrogate or
+//! a raw control character, a bad literal) is not a record and holds none: it is
+//! skipped, counted and listed, and the records around it are read. Only text
+//! whose structure is broken (a missing `:`, a name that is not a string, an
+//! unterminated string) stops the scan.
 
 use memchr::memchr2;
 
-use super::{DecodeError, Root, Scanner};
+use super::{DecodeError, RecordSink, Root, Scanner, Skipped};
 
-impl<F: FnMut(u64, &[u8])> Scanner<'_, F> {
+impl<F: RecordSink> Scanner<'_, F> {
     /// The first non-whitespace byte decides whether this is JSON at all.
     pub(super) fn check_start(&self, buf: &[u8]) -> Result<(), DecodeError> {
         if self.root != Root::NotYet {
@@ -52,12 +58,20 @@ impl<F: FnMut(u64, &[u8])> Scanner<'_, F> {
         let text = self.slice(buf, from, at);
         let mut i = 0;
         let mut not_array = 0;
+        let mut invalid = Vec::new();
         let pending = loop {
             i = skip(text, i, |b| is_ws(b) || b == b',');
             if i == text.len() {
                 break None;
             }
-            let (key, next) = json_string(text, i, from)?;
+            let (key, next) = match json_string(text, i, from)? {
+                (Ok(key), next) => (key, next),
+                // Not `Records`, whatever it was meant to be: its value is skipped.
+                (Err(message), next) => {
+                    invalid.push((from + i as u64, format!("member name: {message}")));
+                    (String::new(), next)
+                }
+            };
             i = skip(text, next, is_ws);
             if text.get(i) != Some(&b':') {
                 return Err(syntax(from + i as u64, "expected ':' after a member name"));
@@ -69,13 +83,30 @@ impl<F: FnMut(u64, &[u8])> Scanner<'_, F> {
             // The reference parse reads a `Records` value in full and skips others,
             // which accepts more (lone surrogates, for one); do the same.
             let strict = key == "Records";
-            i = scalar_end(text, i, from, strict)?;
+            let (end, problem) = scalar_token(text, i, from, strict)?;
+            if let Some(message) = problem {
+                invalid.push((
+                    from + i as u64,
+                    format!("value of member {key:?}: {message}"),
+                ));
+            }
+            i = end;
             if strict {
                 not_array += 1;
             }
         };
         self.stats.records_not_array += not_array;
+        for (offset, message) in invalid {
+            self.invalid_element(offset, message);
+        }
         Ok(pending)
+    }
+
+    /// Counts and lists a root-level token that is not valid JSON.
+    #[cold]
+    fn invalid_element(&mut self, offset: u64, message: String) {
+        self.stats.invalid_elements += 1;
+        self.skip(Skipped::InvalidElement { offset, message });
     }
 
     /// Counts the scalar elements between two container elements of `Records`.
@@ -87,14 +118,23 @@ impl<F: FnMut(u64, &[u8])> Scanner<'_, F> {
         }
         let mut i = 0;
         let mut count = 0;
+        let mut invalid = Vec::new();
         loop {
             i = skip(text, i, |b| is_ws(b) || b == b',');
             if i == text.len() {
-                return Ok(count);
+                break;
             }
-            i = scalar_end(text, i, from, true)?;
+            let (end, problem) = scalar_token(text, i, from, true)?;
+            if let Some(message) = problem {
+                invalid.push((from + i as u64, format!("element of Records: {message}")));
+            }
+            i = end;
             count += 1;
         }
+        for (offset, message) in invalid {
+            self.invalid_element(offset, message);
+        }
+        Ok(count)
     }
 }
 
@@ -131,18 +171,28 @@ fn string_end(text: &[u8], i: usize, base: u64) -> Result<usize, DecodeError> {
     }
 }
 
-/// Decodes the JSON string starting at `text[i]`; returns it and the index after it.
-fn json_string(text: &[u8], i: usize, base: u64) -> Result<(String, usize), DecodeError> {
+/// Decodes the JSON string starting at `text[i]` (or says why it is not a valid
+/// one); returns it and the index after it.
+fn json_string(
+    text: &[u8],
+    i: usize,
+    base: u64,
+) -> Result<(Result<String, String>, usize), DecodeError> {
     let end = string_end(text, i, base)?;
-    let value = serde_json::from_slice(&text[i..end])
-        .map_err(|e| syntax(base + i as u64, &e.to_string()))?;
+    let value = serde_json::from_slice(&text[i..end]).map_err(|e| e.to_string());
     Ok((value, end))
 }
 
-/// Validates the scalar value starting at `text[i]`; returns the index after it.
-/// `strict` reads it as a value (as the reference parse does for `Records` and its
-/// elements); otherwise it is only skipped, as the reference skips other members.
-fn scalar_end(text: &[u8], i: usize, base: u64, strict: bool) -> Result<usize, DecodeError> {
+/// The scalar token starting at `text[i]`: the index after it, and why it is not
+/// valid JSON if it is not. `strict` reads it as a value (as the reference parse
+/// does for `Records` and its elements); otherwise it is only skipped, as the
+/// reference skips other members.
+fn scalar_token(
+    text: &[u8],
+    i: usize,
+    base: u64,
+    strict: bool,
+) -> Result<(usize, Option<String>), DecodeError> {
     let end = if text[i] == b'"' {
         string_end(text, i, base)?
     } else {
@@ -154,6 +204,9 @@ fn scalar_end(text: &[u8], i: usize, base: u64, strict: bool) -> Result<usize, D
     } else {
         serde_json::from_slice::<serde::de::IgnoredAny>(token).map(drop)
     };
-    checked.map_err(|e| syntax(base + i as u64, &e.to_string()))?;
-    Ok(end)
+    let problem = checked.err().map(|e| {
+        let shown = String::from_utf8_lossy(&token[..token.len().min(40)]).into_owned();
+        format!("{shown:?} is not valid JSON ({e})")
+    });
+    Ok((end, problem))
 }

@@ -101,18 +101,176 @@ fn good_records_before_an_error_are_delivered() {
     assert!(outcome.error.is_some());
 }
 
+/// Records and oversized records as a [`RecordSink`] sees them.
+#[derive(Default)]
+struct Collect {
+    records: Vec<(u64, String)>,
+    heads: Vec<(u64, usize)>,
+    ends: Vec<(u64, u64, bool)>,
+}
+
+impl RecordSink for &mut Collect {
+    fn candidate(&mut self, offset: u64, record: &[u8]) {
+        self.records
+            .push((offset, String::from_utf8_lossy(record).into_owned()));
+    }
+    fn oversized_head(&mut self, offset: u64, head: &[u8]) {
+        assert_eq!(head[0], b'{', "the head starts the record");
+        self.heads.push((offset, head.len()));
+    }
+    fn oversized_end(&mut self, offset: u64, len: u64, candidate: bool) {
+        self.ends.push((offset, len, candidate));
+    }
+}
+
 #[test]
-fn record_size_is_capped() {
-    let big = format!(r#"{{"Records":[{{"a":"{}"}}]}}"#, "x".repeat(2 << 20));
+fn a_record_over_the_limit_is_skipped_and_the_scan_goes_on() {
+    let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(2 << 20));
+    let needle = format!(
+        r#"{{"eventName":"StartExportTask","a":"{}"}}"#,
+        "x".repeat(2 << 20)
+    );
     let limits = Limits {
         max_record_bytes: 1 << 20,
         ..Limits::default()
     };
-    let outcome = scan_records(big.as_bytes(), &Prefilter::everything(), &limits, |_, _| {});
+    let rules = crate::rule::RuleSet::embedded();
+    let prefilter = Prefilter::for_rules(&rules.rules);
+    let doc = format!(
+        r#"{{"Records":[{{"eventName":"StartExportTask","n":1}},{big},{{"eventName":"StartExportTask","n":2}},{needle},{{"eventName":"StartExportTask","n":3}}]}}"#
+    );
+    for chunk in [1000, 1 << 20] {
+        let mut sink = Collect::default();
+        let outcome = scan_with(
+            super::kernel::Choice::Auto,
+            Chunks(doc.as_bytes(), chunk),
+            &prefilter,
+            &limits,
+            &mut sink,
+        );
+        assert!(outcome.error.is_none(), "{:?}", outcome.error);
+        let numbers: Vec<&str> = sink
+            .records
+            .iter()
+            .map(|(_, r)| &r[r.len() - 2..r.len() - 1])
+            .collect();
+        assert_eq!(numbers, ["1", "2", "3"], "the records around them are read");
+        assert_eq!(outcome.stats.records, 5);
+        assert_eq!(outcome.stats.oversized_records, 2);
+        assert_eq!(
+            outcome.stats.candidates, 4,
+            "the oversized one with a needle counts"
+        );
+        let big_at = doc.find(&big).unwrap() as u64;
+        let needle_at = doc.find(&needle).unwrap() as u64;
+        assert_eq!(sink.heads, [(big_at, 1 << 20), (needle_at, 1 << 20)]);
+        assert_eq!(
+            sink.ends,
+            [
+                (big_at, big.len() as u64, false),
+                (needle_at, needle.len() as u64, true)
+            ]
+        );
+        assert_eq!(
+            outcome.skipped,
+            [Skipped::OversizedRecord {
+                offset: big_at,
+                len: big.len() as u64,
+                limit: 1 << 20
+            }],
+            "only the one without a needle is listed as skipped"
+        );
+    }
+    // Text between records cannot be skipped that way: it must be read.
+    let root = format!(r#"{{"x":"{}","Records":[]}}"#, "x".repeat(2 << 20));
+    let outcome = scan_records(
+        root.as_bytes(),
+        &Prefilter::everything(),
+        &limits,
+        |_, _| {},
+    );
     assert!(
         matches!(outcome.error, Some(DecodeError::RecordTooLarge { .. })),
         "{:?}",
         outcome.error
+    );
+}
+
+#[test]
+fn elements_and_members_that_are_not_valid_json_are_skipped() {
+    let doc = "{\"a\":NaN,\"\\udc00\":1,\"Records\":[{\"n\":1},NaN,-Infinity,\"\\ud800\",\"raw\ttab\",tru,{\"n\":2}],\"z\":Infinity}";
+    let (recs, outcome) = candidates(doc.as_bytes(), &Prefilter::everything());
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(recs, [r#"{"n":1}"#, r#"{"n":2}"#]);
+    assert_eq!(outcome.stats.non_object_records, 5);
+    assert_eq!(outcome.stats.invalid_elements, 8);
+    let listed: Vec<String> = outcome.skipped.iter().map(ToString::to_string).collect();
+    assert_eq!(listed.len(), 8, "{listed:?}");
+    assert!(
+        listed[0].starts_with("byte 5: value of member \"a\": \"NaN\" is not valid JSON"),
+        "{listed:?}"
+    );
+    assert!(
+        listed.iter().any(|l| l.contains("member name")),
+        "{listed:?}"
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|l| l.contains(r"raw\ttab") && !l.contains('\t')),
+        "shown escaped: {listed:?}"
+    );
+    // A broken structure still stops the scan.
+    let (_, broken) = candidates(br#"{"Records":[{"n":1}],NaN}"#, &Prefilter::everything());
+    assert!(broken.error.is_some());
+}
+
+#[test]
+fn records_decoded_before_a_stream_failure_are_delivered() {
+    // The last record ends in the final bytes before the failure: delivered.
+    struct FailsAfter<'a>(&'a [u8]);
+    impl Read for FailsAfter<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::other("reset"));
+            }
+            let n = self.0.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let doc = br#"{"Records":[{"a":1},{"b":2}"#;
+    let mut found = Vec::new();
+    let outcome = scan_records(
+        FailsAfter(doc),
+        &Prefilter::everything(),
+        &Limits::default(),
+        |_, r| found.push(String::from_utf8_lossy(r).into_owned()),
+    );
+    assert_eq!(found, [r#"{"a":1}"#, r#"{"b":2}"#]);
+    assert!(
+        matches!(outcome.error, Some(DecodeError::Io(_))),
+        "{:?}",
+        outcome.error
+    );
+}
+
+#[test]
+fn trailing_data_after_the_last_gzip_member_is_listed_after_every_record() {
+    let doc = br#"{"Records":[{"a":1},{"b":2},{"c":3}]}"#;
+    let member = crate::decode::test_gzip(doc);
+    let mut object = member.clone();
+    object.extend(b"\x00\x00garbage");
+    let (recs, outcome) = candidates(&object, &Prefilter::everything());
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(recs.len(), 3, "the last record too");
+    assert!(outcome.stats.trailing_data);
+    assert_eq!(
+        outcome.skipped,
+        [Skipped::TrailingData {
+            at: member.len() as u64
+        }]
     );
 }
 
@@ -232,7 +390,7 @@ fn every_kernel_finds_the_same_records() {
                         Chunks(&doc, chunk),
                         prefilter,
                         &Limits::default(),
-                        |at, r| recs.push((at, r.to_vec())),
+                        |at: u64, r: &[u8]| recs.push((at, r.to_vec())),
                     );
                     (recs, outcome.stats, outcome.error.map(|e| e.to_string()))
                 };

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
-use super::super::lease::{State, StoredRollup, StoredWindow};
-use super::super::{DedupKey, Window};
+use super::super::lease::{Escalation, Seen, State, StoredRollup, StoredWindow};
+use super::super::{DedupKey, Fingerprint, Window};
 use crate::rule::{FieldTemplate, RollupSpec, Severity};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -73,6 +73,9 @@ struct WindowAttributes {
     distinct_names: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     distinct_headings: Vec<String>,
+    /// The highest severity the window alerted with (absent in older items).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    severity_sent: Option<Severity>,
 }
 
 impl WindowAttributes {
@@ -105,6 +108,7 @@ impl WindowAttributes {
             group_by: spec.map(|s| s.group_by.clone()).unwrap_or_default(),
             distinct_names,
             distinct_headings,
+            severity_sent: w.severity_sent,
         }
     }
 
@@ -149,6 +153,7 @@ impl WindowAttributes {
                 .map(|(name, set)| (name, set.0))
                 .collect(),
             spec,
+            severity_sent: self.severity_sent,
         })
     }
 }
@@ -173,6 +178,17 @@ struct WindowItem {
     /// and one attribute rather than hundreds of typed list elements to encode.
     #[serde(default)]
     seen: Option<String>,
+    /// The content fingerprint of each of `seen`, in the same order (a JSON array
+    /// of strings, `""` for none): absent in items written before fingerprints
+    /// were kept, whose records then match whatever their content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seen_fingerprints: Option<String>,
+    /// The content fingerprint of the match that opened the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    first_fingerprint: Option<String>,
+    /// The alert of a worse match in flight, as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    escalation: Option<String>,
     version: u64,
     ttl: i64,
 }
@@ -188,6 +204,11 @@ struct RollupItem {
     taken_until_ms: i64,
     version: u64,
     ttl: i64,
+}
+
+/// JSON text of a list of strings or a small record (cannot fail).
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 fn encode<T: Serialize>(value: &T) -> Item {
@@ -212,13 +233,25 @@ impl StoredWindow {
             State::Pending => StateAttribute::Pending,
             State::Alerted => StateAttribute::Alerted,
         };
+        let ids: Vec<&str> = self.seen.iter().map(|s| s.event_id.as_str()).collect();
+        let fingerprints: Vec<&str> = self
+            .seen
+            .iter()
+            .map(|s| s.fingerprint.as_ref().map_or("", Fingerprint::as_str))
+            .collect();
         encode(&WindowItem {
             pk: key.storage_id(),
             kind: Kind::Window,
             window: WindowAttributes::of(&self.window, key),
             state,
             lease_until_ms: self.lease_until_ms,
-            seen: Some(serde_json::to_string(&self.seen).unwrap_or_else(|_| "[]".into())),
+            seen: Some(to_json(&ids)),
+            seen_fingerprints: Some(to_json(&fingerprints)),
+            first_fingerprint: self
+                .first_fingerprint
+                .as_ref()
+                .map(|f| f.as_str().to_owned()),
+            escalation: self.escalation.as_ref().map(to_json),
             version: self.version,
             ttl: self.ttl_secs,
         })
@@ -227,10 +260,32 @@ impl StoredWindow {
     pub(crate) fn from_item(item: &Item) -> Result<StoredWindow, String> {
         let decoded: WindowItem = decode(item)?;
         let window: WindowAttributes = decode(item)?;
-        let seen = match decoded.seen {
+        let ids: Vec<String> = match decoded.seen {
             None => Vec::new(),
             Some(json) => serde_json::from_str(&json)
                 .map_err(|e| format!("attribute seen is not a JSON array of strings: {e}"))?,
+        };
+        // Leniently: a list that does not fit (or an unknown fingerprint) makes those
+        // records match whatever their content, as before fingerprints were kept.
+        let fingerprints: Vec<String> = decoded
+            .seen_fingerprints
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .filter(|list: &Vec<String>| list.len() == ids.len())
+            .unwrap_or_default();
+        let seen = ids
+            .into_iter()
+            .enumerate()
+            .map(|(i, event_id)| Seen {
+                event_id,
+                fingerprint: fingerprints.get(i).and_then(|f| Fingerprint::from_hex(f)),
+            })
+            .collect();
+        let escalation = match decoded.escalation {
+            None => None,
+            Some(json) => Some(
+                serde_json::from_str::<Escalation>(&json)
+                    .map_err(|e| format!("attribute escalation: {e}"))?,
+            ),
         };
         Ok(StoredWindow {
             window: window.into_window()?,
@@ -239,7 +294,12 @@ impl StoredWindow {
                 StateAttribute::Alerted => State::Alerted,
             },
             lease_until_ms: decoded.lease_until_ms,
+            first_fingerprint: decoded
+                .first_fingerprint
+                .as_deref()
+                .and_then(Fingerprint::from_hex),
             seen,
+            escalation,
             version: decoded.version,
             ttl_secs: decoded.ttl,
         })
@@ -307,6 +367,7 @@ pub fn number(n: impl std::fmt::Display) -> AttributeValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dedup::test_fingerprint;
 
     fn window() -> Window {
         Window {
@@ -337,6 +398,7 @@ mod tests {
                     ("places".into(), "Places".into()),
                 ],
             })),
+            severity_sent: Some(Severity::Critical),
         }
     }
 
@@ -349,7 +411,24 @@ mod tests {
             window: window(),
             state: State::Pending,
             lease_until_ms: 1_800_000_060_000,
-            seen: vec!["a".into(), "b".into()],
+            first_fingerprint: Some(test_fingerprint("a")),
+            seen: vec![
+                Seen {
+                    event_id: "a".into(),
+                    fingerprint: Some(test_fingerprint("a")),
+                },
+                Seen {
+                    event_id: "b".into(),
+                    fingerprint: Some(test_fingerprint("b")),
+                },
+            ],
+            escalation: Some(Escalation {
+                event_id: "b".into(),
+                fingerprint: Some(test_fingerprint("b")),
+                severity: Severity::Critical,
+                previous: Severity::Low,
+                lease_until_ms: 1_800_000_060_000,
+            }),
             version: 3,
             ttl_secs: 1_800_093_600,
         }

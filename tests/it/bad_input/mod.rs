@@ -60,8 +60,13 @@ fn noise(n: usize) -> Vec<Value> {
 }
 
 fn good_object() -> Vec<u8> {
+    good_object_in("us-east-1", GOOD_EVENT_ID)
+}
+
+/// Noise around one export of `event_id` in `region`.
+fn good_object_in(region: &str, event_id: &str) -> Vec<u8> {
     let mut records = noise(3);
-    records.insert(1, export(GOOD_EVENT_ID, "us-east-1"));
+    records.insert(1, export(event_id, region));
     log_file(&records)
 }
 
@@ -315,6 +320,72 @@ fn table() -> Vec<Row> {
             },
         },
         Row {
+            spec: "a bad part beside good records (data after the last gzip member)",
+            input: Input::Object({
+                let mut object = good_object_in("eu-west-1", "after-the-members");
+                object.extend(b"not a gzip member");
+                object
+            }),
+            limits: default_limits(),
+            expect: Expect::Passes {
+                alerts: 1,
+                counter: ("trailing_data_objects", |c| c.trailing_data_objects, 1),
+                check: None,
+            },
+        },
+        Row {
+            spec: "a bad part beside good records (zero padding between gzip members)",
+            input: Input::Object({
+                let mut records = noise(3);
+                records.push(export("after-the-padding", "eu-west-1"));
+                let text = json!({ "Records": records }).to_string();
+                let (first, second) = text.split_at(text.len() / 2);
+                let mut object = gzip(first.as_bytes());
+                object.extend([0u8; 100]);
+                object.extend(gzip(second.as_bytes()));
+                object
+            }),
+            limits: default_limits(),
+            expect: Expect::Passes {
+                alerts: 1,
+                counter: ("records", |c| c.records, 4 + 4),
+                check: None,
+            },
+        },
+        Row {
+            spec: "a bad part beside good records (a record over the size limit)",
+            input: Input::Object(log_file(&[
+                json!({"eventSource": "s3.amazonaws.com", "eventName": "PutObject", "blob": "b".repeat(2 << 20)}),
+                export("after-the-big-one", "eu-west-1"),
+            ])),
+            limits: Limits {
+                max_record_bytes: 1 << 20,
+                ..Limits::default()
+            },
+            expect: Expect::Passes {
+                alerts: 1,
+                counter: ("oversized_records", |c| c.oversized_records, 1),
+                check: None,
+            },
+        },
+        Row {
+            spec: "a bad part beside good records (elements that are not valid JSON)",
+            input: Input::Object(gzip(
+                format!(
+                    r#"{{"x":NaN,"Records":[NaN,"\udc00","{}",{}]}}"#,
+                    "a raw\ttab",
+                    export("after-the-bad-elements", "eu-west-1")
+                )
+                .as_bytes(),
+            )),
+            limits: default_limits(),
+            expect: Expect::Passes {
+                alerts: 1,
+                counter: ("invalid_elements", |c| c.invalid_elements, 4),
+                check: None,
+            },
+        },
+        Row {
             spec: "unknown trigger event shape (Kinesis)",
             input: Input::Event(json!({"Records": [{"eventSource": "aws:kinesis", "kinesis": {"data": "e30="}}]})),
             limits: default_limits(),
@@ -493,6 +564,7 @@ async fn spec_section_7_table() {
         "Records not an array",
         "a record that is not an object",
         "matching record missing optional fields",
+        "a bad part beside good records",
         "unknown trigger event shape",
     ] {
         assert!(covered.contains(spec_row), "no row for {spec_row:?}");

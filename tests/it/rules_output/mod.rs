@@ -77,7 +77,7 @@ fn matched(rules: &RuleSet, rule_id: &str, record: Value) -> Match {
     let time = record["eventTime"].as_str().unwrap_or_default().to_owned();
     Match {
         rule,
-        raw: RawValue::from_string(record.to_string()).unwrap(),
+        raw: Some(RawValue::from_string(record.to_string()).unwrap()),
         event_id: record["eventID"].as_str().unwrap_or_default().to_owned(),
         record,
         parse_warnings: Vec::new(),
@@ -85,6 +85,7 @@ fn matched(rules: &RuleSet, rule_id: &str, record: Value) -> Match {
         offset: 0,
         event_time_ms: trailwatch::time::parse_event_time(&time),
         path: trailwatch::detect::DeliveryPath::S3,
+        fingerprint: None,
     }
 }
 
@@ -211,7 +212,7 @@ async fn a_rollup_whose_rule_is_no_longer_loaded_is_published_as_its_window_kept
 fn seed_match() -> (Rule, Match) {
     let rule = RuleSet::embedded().rules[0].clone();
     let record = rule.tests[0].log.clone();
-    let raw = RawValue::from_string(record.to_string()).unwrap();
+    let raw = Some(RawValue::from_string(record.to_string()).unwrap());
     let m = Match {
         rule: 0,
         event_time_ms: trailwatch::time::parse_event_time("2024-01-15T10:30:00Z"),
@@ -222,6 +223,7 @@ fn seed_match() -> (Rule, Match) {
         source: "s3://trail/AWSLogs/123456789012/CloudTrail/us-east-1/x.json.gz".into(),
         offset: 0,
         path: trailwatch::detect::DeliveryPath::S3,
+        fingerprint: None,
     };
     (rule, m)
 }
@@ -331,7 +333,7 @@ fn request_bytes(n: &Notification) -> usize {
 fn a_large_event_is_kept_when_it_fits() {
     let (rule, mut m) = seed_match();
     m.record["requestParameters"]["s3Prefix"] = Value::String("p".repeat(60_000));
-    m.raw = RawValue::from_string(m.record.to_string()).unwrap();
+    m.raw = Some(RawValue::from_string(m.record.to_string()).unwrap());
     let n = build_alert(&rule, &m, "k", 0, 3_600_000);
     let doc: Value = serde_json::from_str(&n.document).unwrap();
     assert_eq!(doc["event"], m.record);
@@ -353,7 +355,7 @@ fn huge_events_are_left_out_and_huge_fields_cut_to_fit_sns() {
         m.record["requestParameters"][field] = Value::String(value.clone());
         m.record["userAgent"] = Value::String(value);
         m.record["awsRegion"] = Value::String(hostile.clone());
-        m.raw = RawValue::from_string(m.record.to_string()).unwrap();
+        m.raw = Some(RawValue::from_string(m.record.to_string()).unwrap());
         let n = build_alert(&rule, &m, "k", 0, 3_600_000);
         let size = request_bytes(&n);
         assert!(size <= SNS_PUBLISH_LIMIT, "{field}: {size} bytes");
@@ -390,6 +392,8 @@ fn rollups_of_huge_values_fit_sns() {
             key: key.clone(),
             event_time_ms: 0,
             event_id: String::new(),
+            fingerprint: None,
+            severity: trailwatch::rule::Severity::High,
             window_ms: 0,
             distinct: ["snapshots", "buckets", "principals"]
                 .map(|name| (name.to_owned(), value.clone()))

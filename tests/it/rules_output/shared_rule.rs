@@ -44,6 +44,15 @@ fn summary(alerts: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The alert documents (Panther's two export cases share an eventID but not their
+/// content: the second is counted in its window and rolled up).
+fn alerts_only(documents: Vec<Value>) -> Vec<Value> {
+    documents
+        .into_iter()
+        .filter(|d| d["kind"] == "alert")
+        .collect()
+}
+
 /// The one event of Stratus Red Team's `aws.exfiltration.rds-share-snapshot`.
 const STRATUS_SHARE: &str = "fef2bf02-bbea-4d0f-a91c-e6ccfe3fba46";
 /// Panther's own positive case for `AWS.RDS.SnapshotShared`.
@@ -100,7 +109,7 @@ fn the_shared_rule_alerts_on_the_stratus_detonation_and_nothing_else() {
 #[test]
 fn over_the_panther_logs_the_shared_rule_agrees_with_panthers_own_cases() {
     let panther = data("panther/all_cloudtrail_test_logs.json.gz");
-    let alerts = scan(&["--rules", SHARED, &panther], &[]);
+    let alerts = alerts_only(scan(&["--rules", SHARED, &panther], &[]));
     let mut got = summary(&alerts);
     got.sort();
     assert_eq!(
@@ -118,13 +127,13 @@ fn over_the_panther_logs_the_shared_rule_agrees_with_panthers_own_cases() {
 
 #[test]
 fn the_default_rules_give_exactly_one_alert_over_the_public_samples() {
-    let alerts = scan(
+    let alerts = alerts_only(scan(
         &[
             &data("panther/all_cloudtrail_test_logs.json.gz"),
             &data("stratus-red-team"),
         ],
         &[],
-    );
+    ));
     assert_eq!(
         summary(&alerts),
         [(
@@ -134,14 +143,15 @@ fn the_default_rules_give_exactly_one_alert_over_the_public_samples() {
     );
 }
 
-/// The detonation record, and more shares in its window for a roll-up.
+/// The detonation record, and more shares in its window for a roll-up (no worse
+/// than it: a worse one would alert).
 fn shared_matches(rules: &RuleSet) -> Vec<Match> {
     let rule = rules.get(SHARED).unwrap();
     let first = rule.tests[0].log.clone();
     let mut out = vec![matched(rules, SHARED, first.clone())];
     for (i, (snapshot, to)) in [
         ("other-db", json!(["444455556666"])),
-        ("prod-db-snapshot", json!(["all"])),
+        ("prod-db-snapshot", json!(["555566667777"])),
     ]
     .into_iter()
     .enumerate()
@@ -192,7 +202,10 @@ async fn the_shared_rule_mails_and_rolls_up_only_its_own_fields() {
         .starts_with("[CRITICAL] RDS snapshot aurora-snapshot shared"));
     let rollup: Value = serde_json::from_str(&published[2].document).unwrap();
     assert_eq!(rollup["snapshots"], json!(["other-db", "prod-db-snapshot"]));
-    assert_eq!(rollup["sharedWith"], json!(["444455556666", "all"]));
+    assert_eq!(
+        rollup["sharedWith"],
+        json!(["444455556666", "555566667777"])
+    );
     assert!(rollup.get("buckets").is_none());
     assert_eq!(
         published[2].subject,
