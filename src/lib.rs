@@ -22,6 +22,7 @@ pub mod config;
 pub mod decode;
 pub mod dedup;
 pub mod detect;
+pub mod enrich;
 pub mod events;
 pub mod files;
 pub mod handler;
