@@ -29,6 +29,7 @@ pub mod handler;
 pub mod history;
 pub mod pipeline;
 pub mod redrive;
+pub mod respond;
 pub mod rule;
 pub mod sink;
 pub mod source;

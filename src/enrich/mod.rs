@@ -40,6 +40,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 pub use accounts::{partition_of, MemberAccounts};
+pub(crate) use aws::call_error;
 pub use aws::AwsLookups;
 pub use types::{
     BucketInfo, BucketOwner, EnrichmentError, ExportTaskInfo, Known, SourceInfo, NOT_FOUND,
