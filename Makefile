@@ -36,9 +36,10 @@ fmt:
 clippy:
 	cargo clippy --all-targets -- -D warnings
 
-template: venv-template ## Lint template.yaml (cfn-lint, sam validate --lint)
-	cfn-lint template.yaml
+template: venv-template ## Lint the templates (cfn-lint, sam validate --lint)
+	cfn-lint template.yaml deploy/member-role.yaml
 	$(SAM_ENV) sam validate --lint --region us-east-1 -t template.yaml
+	$(SAM_ENV) sam validate --lint --region us-east-1 -t deploy/member-role.yaml
 
 # `cargo test` builds three test binaries (library, binary, tests/it); clippy
 # --all-targets already compiles the examples and the benchmark.
