@@ -4,4 +4,5 @@ pub mod corpus;
 pub mod fixtures;
 pub mod http;
 pub mod moto;
+pub mod rds;
 pub mod stack;
