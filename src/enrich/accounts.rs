@@ -75,6 +75,12 @@ impl MemberAccounts {
         }
     }
 
+    /// The deployment's: `aws` as loaded from the environment, the member role of
+    /// `TRAILWATCH_MEMBER_ROLE_NAME`.
+    pub fn for_config(aws: &SdkConfig, settings: &crate::config::EnrichSettings) -> MemberAccounts {
+        MemberAccounts::new(aws, settings.member_role_name.clone())
+    }
+
     /// Path-style S3 addressing (an emulator on a bare address).
     pub fn with_s3_path_style(mut self, path_style: bool) -> MemberAccounts {
         self.s3_path_style = path_style;

@@ -366,6 +366,38 @@ impl Enricher {
         Enricher { lookups, settings }
     }
 
+    /// The enricher of a deployment: the SDK's lookups through `accounts`.
+    pub fn for_aws(settings: &EnrichSettings, accounts: Arc<MemberAccounts>) -> Enricher {
+        Enricher::new(Arc::new(AwsLookups::new(accounts)), settings.clone())
+    }
+
+    /// The deadline of an enrichment starting now: also the alert's deadline for
+    /// its response (see [`crate::respond::Responder::respond`]).
+    pub fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.settings.budget
+    }
+
+    /// What the pipeline calls for a match: `None` when enrichment is off
+    /// (`TRAILWATCH_ENRICH=false`), the rule declares none, or the alert has no
+    /// value to look up; otherwise the lookups, done by `deadline`.
+    pub async fn enrich_alert(
+        &self,
+        spec: Option<&EnrichmentSpec>,
+        fields: &Map<String, Value>,
+        account: &str,
+        region: &str,
+        deadline: tokio::time::Instant,
+    ) -> Option<Enrichment> {
+        if !self.settings.enabled {
+            return None;
+        }
+        let request = EnrichRequest::for_alert(spec?, fields, account, region);
+        if request.is_empty() {
+            return None;
+        }
+        Some(self.enrich_until(&request, deadline).await)
+    }
+
     pub fn settings(&self) -> &EnrichSettings {
         &self.settings
     }
@@ -374,9 +406,17 @@ impl Enricher {
     /// (plus the scheduler's slack): a call without an answer by then is `unknown`
     /// with a `timeout` error. Never fails.
     pub async fn enrich(&self, request: &EnrichRequest) -> Enrichment {
+        self.enrich_until(request, self.deadline()).await
+    }
+
+    /// [`Enricher::enrich`] by a deadline shared with other work of the alert.
+    pub async fn enrich_until(
+        &self,
+        request: &EnrichRequest,
+        deadline: tokio::time::Instant,
+    ) -> Enrichment {
         let started = Instant::now();
         let budget = self.settings.budget;
-        let deadline = tokio::time::Instant::now() + budget;
         let place = &request.place;
         let mut enrichment = Enrichment::default();
         if !place.is_valid() {

@@ -468,3 +468,71 @@ async fn document_members_rows_and_product_fields() {
     assert!(!fields.contains_key("trailwatch/enrichment/errors"));
     assert!(fields.values().all(|v: &String| !v.is_empty()));
 }
+
+#[tokio::test]
+async fn what_the_pipeline_calls_is_off_when_nothing_is_to_be_looked_up() {
+    let rule = RuleSet::embedded()
+        .get("AWS.RDS.SnapshotExport")
+        .unwrap()
+        .clone();
+    let spec = rule.enrichment.as_ref();
+    let fields =
+        json!({"snapshotArn": SNAPSHOT_ARN, "exportTaskIdentifier": TASK, "s3Bucket": BUCKET});
+    let fields = fields.as_object().unwrap();
+    let lookups = Arc::new(fake(403));
+    let on = Enricher::new(Arc::clone(&lookups) as Arc<dyn Lookups>, settings(3000));
+    let found = on
+        .enrich_alert(spec, fields, ACCOUNT, REGION, on.deadline())
+        .await
+        .expect("the export rule enriches");
+    assert_eq!(found.bucket.unwrap().owner, BucketOwner::Unconfirmed);
+    assert_eq!(lookups.calls().len(), 3);
+
+    let off = Enricher::new(
+        Arc::clone(&lookups) as Arc<dyn Lookups>,
+        EnrichSettings {
+            enabled: false,
+            ..settings(3000)
+        },
+    );
+    assert!(off
+        .enrich_alert(spec, fields, ACCOUNT, REGION, off.deadline())
+        .await
+        .is_none());
+    assert!(on
+        .enrich_alert(None, fields, ACCOUNT, REGION, on.deadline())
+        .await
+        .is_none());
+    let nothing = json!({"exportTaskIdentifier": "unknown"});
+    assert!(on
+        .enrich_alert(
+            spec,
+            nothing.as_object().unwrap(),
+            ACCOUNT,
+            REGION,
+            on.deadline()
+        )
+        .await
+        .is_none());
+    assert_eq!(
+        lookups.calls().len(),
+        3,
+        "no call when off or nothing to look up"
+    );
+
+    // A deadline already spent by other work of the alert: unknown at once.
+    let hanging = Arc::new(fake(200).task(TASK, Behaviour::Hang));
+    let enricher = Enricher::new(hanging as Arc<dyn Lookups>, settings(3000));
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+    let found = enricher
+        .enrich_alert(spec, fields, ACCOUNT, REGION, deadline)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(found.export_task.unwrap().status, Known::Unknown);
+}

@@ -213,6 +213,29 @@ impl Responder {
         }
     }
 
+    /// The responder of a deployment: cancels through `accounts` (the member
+    /// roles), the breaker in the dedup table (`TRAILWATCH_DEDUP_TABLE`; in memory
+    /// without one), the allow-list of `TRAILWATCH_ALLOW`.
+    pub fn for_aws(
+        config: &crate::config::Config,
+        aws: &aws_config::SdkConfig,
+        accounts: Arc<crate::enrich::MemberAccounts>,
+    ) -> Responder {
+        let breaker: Arc<dyn CancelBreaker> = match &config.dedup_table {
+            Some(table) => Arc::new(DynamoBreaker::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                table.clone(),
+            )),
+            None => Arc::new(MemoryBreaker::new()),
+        };
+        Responder::new(
+            config.response.clone(),
+            Arc::new(AwsExportTasks::new(accounts)),
+            breaker,
+            config.allow.clone(),
+        )
+    }
+
     /// The same responder on another clock.
     pub fn with_clock(self, clock: Clock) -> Responder {
         let inner = &self.inner;

@@ -220,3 +220,39 @@ async fn a_refused_connection_is_a_network_error_not_a_wait() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_member_role_is_assumed_once_per_account_whatever_the_region() {
+    let (server, conf) = emulator().await;
+    let member = as_account(&conf, MEMBER, "setup").await;
+    let export = export(&member, &server.s3_client(&member)).await;
+    let enricher = enricher(
+        MemberAccounts::new(&conf, Some(ROLE.into())),
+        Duration::from_secs(20),
+    );
+    server.start_recording().await;
+    for region in [REGION, REGION, "us-west-2"] {
+        let mut request = request(MEMBER, &export);
+        request.place = Place::new(MEMBER, region);
+        let found = enricher.enrich(&request).await;
+        assert!(found.errors.is_empty(), "{region}: {:?}", found.errors);
+    }
+    let recorded = server.recorded().await;
+    let count = |action: &str| {
+        recorded
+            .iter()
+            .filter(|r| r.body_text().contains(&format!("Action={action}&")))
+            .count()
+    };
+    assert_eq!(
+        count("AssumeRole"),
+        1,
+        "the SDK's identity cache keeps the credentials"
+    );
+    assert_eq!(
+        count("GetCallerIdentity"),
+        1,
+        "the own account is learned once"
+    );
+    assert_eq!(count("DescribeExportTasks"), 3);
+}
