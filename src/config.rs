@@ -85,6 +85,10 @@ pub struct Config {
     pub rules: RuleSet,
     /// `TRAILWATCH_SECURITYHUB=true`: each alert also becomes a Security Hub finding.
     pub securityhub: bool,
+    /// Enrichment at alert time (see the block at the end of this file).
+    pub enrich: EnrichSettings,
+    /// Containment (see the block at the end of this file).
+    pub response: ResponseSettings,
 }
 
 impl Default for Config {
@@ -99,6 +103,8 @@ impl Default for Config {
             rule_names: Vec::new(),
             rules: RuleSet::embedded(),
             securityhub: false,
+            enrich: EnrichSettings::default(),
+            response: ResponseSettings::default(),
         }
     }
 }
@@ -168,6 +174,8 @@ impl Config {
                 });
             }
         }
+        config.enrich = EnrichSettings::from_lookup(&get)?;
+        config.response = ResponseSettings::from_lookup(&get)?;
         if let Some(list) = get("TRAILWATCH_RULES") {
             config.rule_names = parse_rule_list(&list);
             config.rules = RuleSet::load(&config.rule_names).map_err(|e| ConfigError {
@@ -213,6 +221,187 @@ where
             variable,
             problem: format!("{text:?} is not a whole number between {min} and {max}"),
         }),
+    }
+}
+
+// ---- Enrichment and containment ---------------------------------------------
+//
+// TRAILWATCH_ENRICH, TRAILWATCH_ENRICH_TIMEOUT_MS, TRAILWATCH_TRUSTED_BUCKETS,
+// TRAILWATCH_TRUSTED_ACCOUNTS, TRAILWATCH_MEMBER_ROLE_NAME (src/enrich, docs/enrichment.md);
+// TRAILWATCH_RESPONSE, TRAILWATCH_RESPONSE_MAX_PER_HOUR (src/respond, docs/response.md).
+
+/// The enrichment budget when `TRAILWATCH_ENRICH_TIMEOUT_MS` is not set.
+pub const DEFAULT_ENRICH_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+/// At most this many trusted accounts: each is one more HeadBucket per alert.
+pub const MAX_TRUSTED_ACCOUNTS: usize = 20;
+
+/// Lookups at alert time (`src/enrich`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrichSettings {
+    /// `TRAILWATCH_ENRICH` (default `true`).
+    pub enabled: bool,
+    /// `TRAILWATCH_ENRICH_TIMEOUT_MS`: one budget for all of an alert's lookups.
+    pub budget: std::time::Duration,
+    /// `TRAILWATCH_TRUSTED_BUCKETS`: bucket names exports may go to.
+    pub trusted_buckets: Vec<String>,
+    /// `TRAILWATCH_TRUSTED_ACCOUNTS`: accounts whose buckets exports may go to.
+    pub trusted_accounts: Vec<String>,
+    /// `TRAILWATCH_MEMBER_ROLE_NAME`: the role assumed in the account of an event
+    /// that is not the function's own (enrichment and containment).
+    pub member_role_name: Option<String>,
+}
+
+impl Default for EnrichSettings {
+    fn default() -> Self {
+        EnrichSettings {
+            enabled: true,
+            budget: DEFAULT_ENRICH_BUDGET,
+            trusted_buckets: Vec::new(),
+            trusted_accounts: Vec::new(),
+            member_role_name: None,
+        }
+    }
+}
+
+/// What containment does (`TRAILWATCH_RESPONSE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseMode {
+    /// No response is decided or reported.
+    Off,
+    /// Decides exactly as `cancel` would and says so; calls nothing.
+    #[default]
+    Report,
+    /// Decides, then calls AWS.
+    Cancel,
+}
+
+impl ResponseMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            ResponseMode::Off => "off",
+            ResponseMode::Report => "report",
+            ResponseMode::Cancel => "cancel",
+        }
+    }
+}
+
+/// Containment (`src/respond`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseSettings {
+    /// `TRAILWATCH_RESPONSE`: `off`, `report` (default) or `cancel`.
+    pub mode: ResponseMode,
+    /// `TRAILWATCH_RESPONSE_MAX_PER_HOUR`: cancels per account in any hour (default 3).
+    pub max_per_hour: u32,
+}
+
+impl Default for ResponseSettings {
+    fn default() -> Self {
+        ResponseSettings {
+            mode: ResponseMode::Report,
+            max_per_hour: 3,
+        }
+    }
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`).
+fn parse_flag(variable: &'static str, text: &str) -> Result<bool, ConfigError> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(ConfigError {
+            variable,
+            problem: format!("{text:?} is neither true nor false"),
+        }),
+    }
+}
+
+fn list(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl EnrichSettings {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<EnrichSettings, ConfigError> {
+        let mut settings = EnrichSettings::default();
+        if let Some(flag) = get("TRAILWATCH_ENRICH") {
+            settings.enabled = parse_flag("TRAILWATCH_ENRICH", &flag)?;
+        }
+        if let Some(ms) = get("TRAILWATCH_ENRICH_TIMEOUT_MS") {
+            let ms: u64 = parse_number("TRAILWATCH_ENRICH_TIMEOUT_MS", &ms, 100, 60_000)?;
+            settings.budget = std::time::Duration::from_millis(ms);
+        }
+        if let Some(buckets) = get("TRAILWATCH_TRUSTED_BUCKETS") {
+            settings.trusted_buckets = list(&buckets);
+        }
+        if let Some(accounts) = get("TRAILWATCH_TRUSTED_ACCOUNTS") {
+            let accounts = list(&accounts);
+            if let Some(bad) = accounts
+                .iter()
+                .find(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Err(ConfigError {
+                    variable: "TRAILWATCH_TRUSTED_ACCOUNTS",
+                    problem: format!("{bad:?} is not a 12-digit AWS account id"),
+                });
+            }
+            if accounts.len() > MAX_TRUSTED_ACCOUNTS {
+                return Err(ConfigError {
+                    variable: "TRAILWATCH_TRUSTED_ACCOUNTS",
+                    problem: format!(
+                        "{} accounts; at most {MAX_TRUSTED_ACCOUNTS} (each is one more HeadBucket per alert)",
+                        accounts.len()
+                    ),
+                });
+            }
+            settings.trusted_accounts = accounts;
+        }
+        if let Some(name) = get("TRAILWATCH_MEMBER_ROLE_NAME") {
+            let valid = name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+            if !valid {
+                return Err(ConfigError {
+                    variable: "TRAILWATCH_MEMBER_ROLE_NAME",
+                    problem: format!("{name:?} is not an IAM role name (no path, at most 64 of A-Z a-z 0-9 +=,.@_-)"),
+                });
+            }
+            settings.member_role_name = Some(name);
+        }
+        Ok(settings)
+    }
+}
+
+impl ResponseSettings {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<ResponseSettings, ConfigError> {
+        let mut settings = ResponseSettings::default();
+        if let Some(mode) = get("TRAILWATCH_RESPONSE") {
+            settings.mode = match mode.to_ascii_lowercase().as_str() {
+                "off" => ResponseMode::Off,
+                "report" => ResponseMode::Report,
+                "cancel" => ResponseMode::Cancel,
+                _ => {
+                    return Err(ConfigError {
+                        variable: "TRAILWATCH_RESPONSE",
+                        problem: format!("{mode:?} is not one of off, report, cancel"),
+                    })
+                }
+            };
+        }
+        if let Some(n) = get("TRAILWATCH_RESPONSE_MAX_PER_HOUR") {
+            settings.max_per_hour = parse_number("TRAILWATCH_RESPONSE_MAX_PER_HOUR", &n, 0, 100)?;
+        }
+        Ok(settings)
+    }
+}
+
+impl AllowList {
+    /// Is this exact value an entry (a role, bucket or caller ARN)?
+    pub fn lists(&self, value: &str) -> bool {
+        self.entries.iter().any(|e| e == value)
     }
 }
 
@@ -310,6 +499,47 @@ mod tests {
                 .variable,
             "TRAILWATCH_SECURITYHUB"
         );
+    }
+
+    #[test]
+    fn enrichment_and_response_variables() {
+        let c = config(&[]).unwrap();
+        assert!(c.enrich.enabled);
+        assert_eq!(c.enrich.budget, DEFAULT_ENRICH_BUDGET);
+        assert_eq!(c.response.mode, ResponseMode::Report);
+        assert_eq!(c.response.max_per_hour, 3);
+        let c = config(&[
+            ("TRAILWATCH_ENRICH", "false"),
+            ("TRAILWATCH_ENRICH_TIMEOUT_MS", "1500"),
+            ("TRAILWATCH_TRUSTED_BUCKETS", "lake-exports, archive"),
+            ("TRAILWATCH_TRUSTED_ACCOUNTS", "111122223333"),
+            ("TRAILWATCH_MEMBER_ROLE_NAME", "TrailwatchMember"),
+            ("TRAILWATCH_RESPONSE", "Cancel"),
+            ("TRAILWATCH_RESPONSE_MAX_PER_HOUR", "1"),
+        ])
+        .unwrap();
+        assert!(!c.enrich.enabled);
+        assert_eq!(c.enrich.budget, std::time::Duration::from_millis(1500));
+        assert_eq!(c.enrich.trusted_buckets, ["lake-exports", "archive"]);
+        assert_eq!(c.enrich.trusted_accounts, ["111122223333"]);
+        assert_eq!(
+            c.enrich.member_role_name.as_deref(),
+            Some("TrailwatchMember")
+        );
+        assert_eq!(c.response.mode, ResponseMode::Cancel);
+        assert_eq!(c.response.max_per_hour, 1);
+        for (var, value) in [
+            ("TRAILWATCH_ENRICH", "sometimes"),
+            ("TRAILWATCH_ENRICH_TIMEOUT_MS", "50"),
+            ("TRAILWATCH_TRUSTED_ACCOUNTS", "12345"),
+            ("TRAILWATCH_MEMBER_ROLE_NAME", "path/Role"),
+            ("TRAILWATCH_RESPONSE", "delete"),
+            ("TRAILWATCH_RESPONSE_MAX_PER_HOUR", "-1"),
+        ] {
+            assert_eq!(config(&[(var, value)]).unwrap_err().variable, var);
+        }
+        let allow = AllowList::parse("arn:aws:iam::1:role/etl bucket");
+        assert!(allow.lists("bucket") && !allow.lists("buck"));
     }
 
     #[test]

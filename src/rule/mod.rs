@@ -10,11 +10,13 @@
 //! Modules, in the order a rule file travels: `model` (the YAML and its validation),
 //! `condition` (the `Detection:` tree), `path` (field paths, split once at load),
 //! `template` (`{...}` texts, parsed once at load), `output` (what an alert and a
-//! roll-up carry), `lists`, `select` (which rules run) and `pattern` (the
+//! roll-up carry), `enrich` (lookups at alert time, their escalations, the
+//! containment), `lists`, `select` (which rules run) and `pattern` (the
 //! EventBridge event pattern of the real-time path, derived from the rules). This
 //! module holds the loaded [`Rule`] and the [`RuleSet`].
 
 mod condition;
+mod enrich;
 mod lists;
 mod model;
 mod output;
@@ -31,6 +33,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use condition::{Condition, Test};
+pub use enrich::{
+    present_text, Containment, ContainmentAction, EnrichmentSpec, Facts, Requirement, SourceField,
+    SourceKind,
+};
 pub use output::{AlertField, Distinct, DistinctSource, EmailRow, Output, RollupSpec, RowContent};
 pub use path::{arn_account, arn_name, first_present, lookup, scalar_text, FieldPath};
 pub use pattern::{event_pattern, PatternError};
@@ -126,6 +132,10 @@ pub struct Rule {
     /// `Enabled: false` rules load only when named (`TRAILWATCH_RULES`, `--rules`).
     pub enabled: bool,
     pub escalations: Vec<Escalation>,
+    /// Lookups at alert time and the escalations over them (`Enrichment:`).
+    pub enrichment: Option<EnrichmentSpec>,
+    /// The containment the rule proposes (`Containment:`).
+    pub containment: Option<Containment>,
     pub triage: Vec<String>,
     pub false_positives: Vec<String>,
     pub response: Vec<String>,

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::condition::{Condition, Test};
+use super::enrich::RawActions;
 use super::output;
 use super::path::dotted;
 use super::template::RecordTemplate;
@@ -41,6 +42,9 @@ pub(super) struct RawRule {
     subject: Option<String>,
     #[serde(flatten)]
     output: output::RawOutput,
+    /// `Enrichment:` and `Containment:` (see `enrich`).
+    #[serde(flatten)]
+    actions: RawActions,
     #[serde(default)]
     escalations: Vec<RawEscalation>,
     #[serde(default)]
@@ -65,7 +69,7 @@ fn default_threshold() -> u32 {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
-struct RawCondition {
+pub(super) struct RawCondition {
     key: Option<String>,
     deep_key: Option<Vec<String>>,
     condition: Option<String>,
@@ -78,7 +82,7 @@ struct RawCondition {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
-struct RawEscalation {
+pub(super) struct RawEscalation {
     severity: Severity,
     reason: String,
     detection: Vec<RawCondition>,
@@ -154,8 +158,18 @@ impl RawCondition {
     }
 }
 
-fn all_of(raw: Vec<RawCondition>) -> Result<Vec<Condition>, String> {
+pub(super) fn all_of(raw: Vec<RawCondition>) -> Result<Vec<Condition>, String> {
     raw.into_iter().map(RawCondition::into_condition).collect()
+}
+
+impl RawEscalation {
+    pub(super) fn compile(self) -> Result<Escalation, String> {
+        Ok(Escalation {
+            severity: self.severity,
+            reason: self.reason,
+            condition: Condition::All(all_of(self.detection)?),
+        })
+    }
 }
 
 fn yaml_str(value: &serde_yaml_ng::Value) -> Option<String> {
@@ -187,13 +201,7 @@ impl RawRule {
         let escalations = self
             .escalations
             .into_iter()
-            .map(|e| {
-                Ok(Escalation {
-                    severity: e.severity,
-                    reason: e.reason,
-                    condition: Condition::All(all_of(e.detection)?),
-                })
-            })
+            .map(RawEscalation::compile)
             .collect::<Result<_, String>>()?;
         let tests = self
             .tests
@@ -208,6 +216,7 @@ impl RawRule {
             .collect::<Result<_, String>>()?;
         let display_name = self.display_name.unwrap_or_else(|| self.rule_id.clone());
         let output = self.output.into_output(&display_name)?;
+        let (enrichment, containment) = self.actions.compile(&output)?;
         let title = RecordTemplate::over_records(self.title.as_deref().unwrap_or(&display_name))
             .map_err(|e| format!("Title: {e}"))?;
         let subject =
@@ -229,6 +238,8 @@ impl RawRule {
             output,
             enabled: self.enabled,
             escalations,
+            enrichment,
+            containment,
             triage: self.triage,
             false_positives: self.false_positives,
             response: self.response,

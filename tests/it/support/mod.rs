@@ -5,5 +5,6 @@ pub mod fixtures;
 pub mod http;
 pub mod lambda_api;
 pub mod moto;
+pub mod rds;
 pub mod read_gate;
 pub mod stack;

@@ -40,6 +40,11 @@ pub struct Recorded {
     pub method: String,
     /// Path and query as sent (`/bucket?list-type=2&prefix=...`), after the host.
     pub url: String,
+    /// The request body as moto recorded it (base64 when `body_encoded`).
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub body_encoded: bool,
 }
 
 impl Recorded {
@@ -54,6 +59,15 @@ impl Recorded {
                     .into_owned()
             })
         })
+    }
+
+    /// The body as text (`Action=AssumeRole&...` for a query-protocol call).
+    pub fn body_text(&self) -> String {
+        if !self.body_encoded {
+            return self.body.clone();
+        }
+        let bytes = aws_smithy_types::base64::decode(&self.body).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// An S3 `ListObjectsV2` call.
