@@ -13,9 +13,10 @@ use trailwatch::config::Config;
 use trailwatch::dedup::{DedupStore, MemoryStore, NoDedup};
 use trailwatch::detect::Detector;
 use trailwatch::handler::Handler;
-use trailwatch::history::{collect_s3, decide, Collected, HistoryArgs, HistoryError};
+use trailwatch::history::{collect_s3, HistoryArgs, HistoryError};
 use trailwatch::pipeline::{Alerter, Counters};
 use trailwatch::rule::{run_rule_tests, Rule, RuleSet};
+use trailwatch::scan::{decide, Collected};
 use trailwatch::sink::{OutputFormat, StdoutSink};
 use trailwatch::source::LocalSource;
 
