@@ -20,21 +20,8 @@ use trailwatch::scan::{decide, Collected};
 use trailwatch::sink::{OutputFormat, StdoutSink};
 use trailwatch::source::LocalSource;
 
+use super::stderr::{init_cli_logging, usage_error};
 use super::{runtime, InvokeArgs, PatternArgs, ScanArgs};
-
-pub fn init_cli_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-pub fn usage_error(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("trailwatch: {message}");
-    ExitCode::from(2)
-}
 
 pub fn scan(args: ScanArgs) -> ExitCode {
     init_cli_logging();

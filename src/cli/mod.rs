@@ -1,9 +1,13 @@
-//! The command line: its arguments (clap types, kept out of the library), the
-//! commands in [`commands`] and the Lambda entry in [`lambda`].
+//! The command line: its arguments (clap types, kept out of the library, all
+//! here), the commands in [`commands`], [`history`] (`scan s3://` arguments,
+//! `backfill`) and [`verify`], the Lambda entry in [`lambda`], and what they all
+//! write to stderr in [`stderr`]. The commands import this module and
+//! [`stderr`], never the other way round.
 
 pub mod commands;
 pub mod history;
 pub mod lambda;
+pub mod stderr;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -39,7 +43,7 @@ pub enum Command {
     /// Check a CloudTrail bucket's log files and digests against the digests'
     /// signatures and hashes (like `aws cloudtrail validate-logs`); exit 1 when
     /// anything is invalid or missing.
-    Verify(verify::VerifyArgs),
+    Verify(VerifyArgs),
     /// Run the `Tests:` of rule files (the embedded rules when none is given).
     Test {
         /// Rule files (Panther YAML format).
@@ -158,6 +162,35 @@ pub struct InvokeArgs {
     /// Output: the SNS publish request, NDJSON documents, or one line per alert.
     #[arg(long, value_enum, default_value = "sns")]
     pub format: OutputFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyFormat {
+    /// One line per object that is not valid (`--verbose`: every object), then a summary.
+    Text,
+    /// One JSON document per object (NDJSON), every object.
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// s3://BUCKET[/PREFIX] of the CloudTrail logs (the trail's bucket and prefix).
+    pub url: String,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// The JSON `aws cloudtrail list-public-keys` prints, instead of calling
+    /// ListPublicKeys (repeat for several regions or ranges).
+    #[arg(long = "public-keys", value_name = "FILE")]
+    pub public_keys: Vec<PathBuf>,
+    /// Output format [default: text].
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: VerifyFormat,
+    /// Also print the valid objects (text format).
+    #[arg(long)]
+    pub verbose: bool,
+    /// Objects fetched at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: u32,
 }
 
 #[derive(clap::Args)]
