@@ -19,6 +19,7 @@ mod history;
 mod history_cli;
 mod hostile_input;
 mod integrity;
+mod module_map;
 mod moto_harness;
 mod oracle;
 mod realtime;
