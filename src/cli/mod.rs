@@ -5,10 +5,12 @@
 //! [`stderr`], never the other way round.
 
 pub mod commands;
+pub mod help;
 pub mod history;
 pub mod lambda;
 pub mod stderr;
 pub mod verify;
+pub mod version;
 
 use std::path::PathBuf;
 
@@ -16,11 +18,17 @@ use clap::{Parser, Subcommand};
 
 use trailwatch::sink::OutputFormat;
 
+/// Alerts on RDS snapshots exported to S3 (rds:StartExportTask) in CloudTrail logs.
+///
+/// One binary: the AWS Lambda function (when AWS_LAMBDA_RUNTIME_API is set, or
+/// `trailwatch lambda`) and this command line, which runs the same pipeline on
+/// local and S3 CloudTrail logs, replays Lambda events, verifies CloudTrail's
+/// digests and tests rules. `--version` lists the rules compiled in.
 #[derive(Parser)]
 #[command(
     name = "trailwatch",
-    version,
-    about = "Alerts on RDS snapshots exported to S3 in CloudTrail logs"
+    version = version::text(),
+    after_help = help::TRAILWATCH
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -29,27 +37,48 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the whole pipeline on local CloudTrail files or directories.
+    /// Run the whole pipeline on CloudTrail log files, directories, stdin or s3:// history.
+    ///
+    /// Reads `.json.gz` and `.json` files (directories recursively), decides dedup
+    /// on all matches in (eventTime, eventID) order, prints one alert per line
+    /// (NDJSON unless on a terminal), then the roll-ups, and a summary on stderr.
+    /// Nothing is published before everything is read.
+    #[command(after_help = help::SCAN)]
     Scan(ScanArgs),
-    /// Run the Lambda handler on event files, in order, with one dedup store and S3
-    /// served from a local folder.
+    /// Run the Lambda handler on event files, with S3 served from a local folder.
+    ///
+    /// The events are handled in order by one handler with one in-memory dedup
+    /// store, as one warm Lambda instance would; each alert is printed as SNS
+    /// would receive it, and a summary goes to stderr.
+    #[command(after_help = help::INVOKE)]
     Invoke(InvokeArgs),
-    /// Print the EventBridge event pattern that sends the enabled rules' API calls
-    /// to the function (the real-time path; template.yaml must carry it).
+    /// Print the EventBridge event pattern of the enabled rules (the real-time path).
+    ///
+    /// The pattern sends the rules' API calls from the default bus to the
+    /// function; template.yaml and deploy/member.yaml carry it verbatim.
+    #[command(after_help = help::EVENTBRIDGE_PATTERN)]
     EventbridgePattern(PatternArgs),
-    /// Write the S3 Batch Operations manifest of a CloudTrail history and print
-    /// the `aws s3control create-job` command that runs the function over it.
+    /// Write the S3 Batch Operations manifest of a CloudTrail history and print its job.
+    ///
+    /// Lists the history as `scan s3://` would (pruned by the filters), uploads
+    /// the CSV manifest and prints the `aws s3control create-job` command that
+    /// runs the backfill function over it.
+    #[command(after_help = help::BACKFILL)]
     Backfill(BackfillArgs),
-    /// Check a CloudTrail bucket's log files and digests against the digests'
-    /// signatures and hashes (like `aws cloudtrail validate-logs`); exit 1 when
-    /// anything is invalid or missing.
+    /// Check a bucket's CloudTrail log files and digests against the signed digests.
+    ///
+    /// Like `aws cloudtrail validate-logs`, and also reports files no digest
+    /// lists: one line per object that is not valid, then a summary.
+    #[command(after_help = help::VERIFY)]
     Verify(VerifyArgs),
-    /// Run the `Tests:` of rule files (the embedded rules when none is given).
+    /// Run the `Tests:` of rule files (every embedded rule when none is given).
+    #[command(after_help = help::TEST)]
     Test {
         /// Rule files (Panther YAML format).
         rules: Vec<PathBuf>,
     },
     /// Run the Lambda runtime loop (automatic when AWS_LAMBDA_RUNTIME_API is set).
+    #[command(after_help = help::LAMBDA)]
     Lambda,
 }
 

@@ -15,6 +15,7 @@ mod emulator;
 mod enrich;
 mod generator;
 mod handler;
+mod help;
 mod history;
 mod history_cli;
 mod hostile_input;
