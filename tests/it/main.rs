@@ -11,6 +11,7 @@ mod aws_errors;
 mod bad_input;
 mod cli;
 mod differential;
+mod docs;
 mod emulator;
 mod enrich;
 mod generator;
