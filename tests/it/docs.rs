@@ -101,6 +101,11 @@ fn split_fences(text: &str) -> (Vec<Block>, Vec<(usize, String)>) {
     (blocks, prose)
 }
 
+/// A Markdown file's lines outside fenced blocks, with their numbers (1-based).
+pub(super) fn prose(text: &str) -> Vec<(usize, String)> {
+    split_fences(text).1
+}
+
 /// A `trailwatch` or `make` command shown in a block: its words, continuation
 /// lines (indented, or after a trailing `\`) joined, a `$ ` prompt and a
 /// trailing `# comment` left out.
