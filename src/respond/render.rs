@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::{Outcome, Response, ResponseMode};
 use crate::alert::{subject_line, Notification};
 use crate::rule::Severity;
+use crate::text::one_line;
 
 impl Response {
     /// The e-mail's first lines, right under its heading: what was done, in words.
@@ -120,8 +121,9 @@ impl FollowUp {
             "Follow-up to alert {} ({})\n\n",
             self.alert_id, self.rule_id
         );
+        // The task, account and region are the record's: shown inert, one line each.
         for line in r.email_lines() {
-            email.push_str(&line);
+            email.push_str(&one_line(&line));
             email.push('\n');
         }
         email.push_str(&format!(
@@ -131,8 +133,8 @@ impl FollowUp {
                 ResponseMode::Report => "report",
                 ResponseMode::Off => "off",
             },
-            r.account,
-            r.region,
+            one_line(&r.account),
+            one_line(&r.region),
             r.at
         ));
         Notification {
@@ -146,6 +148,7 @@ impl FollowUp {
             account: self.account.clone(),
             region: self.region.clone(),
             resources: Vec::new(),
+            product_fields: Vec::new(),
         }
     }
 }

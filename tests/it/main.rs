@@ -13,6 +13,7 @@ mod cli;
 mod differential;
 mod emulator;
 mod enrich;
+mod enrich_respond;
 mod generator;
 mod handler;
 mod history;

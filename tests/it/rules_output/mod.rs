@@ -91,13 +91,13 @@ fn matched(rules: &RuleSet, rule_id: &str, record: Value) -> Match {
 
 fn alerter(rules: RuleSet, dedup: Arc<dyn DedupStore>) -> (Alerter, Arc<MemorySink>) {
     let sink = Arc::new(MemorySink::new());
-    let alerter = Alerter {
-        rules: Arc::new(rules),
+    let alerter = Alerter::new(
+        Arc::new(rules),
         dedup,
-        sink: sink.clone(),
-        allow: AllowList::default(),
-        window_minutes: None,
-    };
+        sink.clone(),
+        AllowList::default(),
+        None,
+    );
     (alerter, sink)
 }
 
@@ -441,3 +441,7 @@ fn missing_fields_read_unknown() {
 // ---- the companion rule: AWS.RDS.SnapshotShared ------------------------------
 
 mod shared_rule;
+
+// ---- alerts with enrichment and a response -------------------------------------
+
+mod enriched;
