@@ -695,3 +695,60 @@ async fn what_a_record_names_stays_inert_in_the_response_lines_and_the_follow_up
     );
     assert!(!follow_up.subject.contains('\n') && follow_up.subject.is_ascii());
 }
+
+/// `scan` looks nothing up unless `--enrich`, and never decides a response. With
+/// `--enrich` and an AWS endpoint that refuses connections, every lookup fails at
+/// once, is named, and the alert is printed all the same.
+#[test]
+fn scan_enriches_only_when_asked_and_never_responds() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("log.json.gz");
+    std::fs::write(
+        &file,
+        crate::support::fixtures::log_file(&[the_export("e1", "2024-03-15T10:33:41Z")]),
+    )
+    .unwrap();
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let scan = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+            .args(["scan", "--format", "json", "--no-progress"])
+            .args(extra)
+            .arg(&file)
+            .env("AWS_ENDPOINT_URL", &refused)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env("TRAILWATCH_RESPONSE", "cancel")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .output()
+            .expect("run trailwatch scan");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let [line] = stdout.lines().collect::<Vec<_>>().try_into().unwrap();
+        serde_json::from_str::<Value>(line).unwrap()
+    };
+    let plain = scan(&[]);
+    assert!(plain.get("enrichment").is_none(), "{plain}");
+    assert!(plain.get("response").is_none(), "{plain}");
+    let enriched = scan(&["--enrich"]);
+    assert_eq!(enriched["enrichment"]["exportTask"]["status"], "unknown");
+    let causes: Vec<&str> = enriched["enrichmentErrors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{enriched}"))
+        .iter()
+        .map(|e| e["cause"].as_str().unwrap())
+        .collect();
+    assert_eq!(causes, ["network", "network", "network"], "{enriched}");
+    assert!(enriched.get("response").is_none(), "{enriched}");
+}
