@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 BIN := $(CARGO_TARGET_DIR)/debug/trailwatch
 
-.PHONY: help run test test-arm64 build venv venv-test venv-template venv-checkov venv-lambda lint fmt clippy template unit bench emulate clean
+.PHONY: help run test docs test-arm64 build venv venv-test venv-template venv-checkov venv-lambda lint fmt clippy template unit bench emulate clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -41,10 +41,15 @@ template: venv-template venv-checkov ## Lint template.yaml and deploy/*.yaml (cf
 	scripts/lint-template.sh
 
 # `cargo test` builds three test binaries (library, binary, tests/it); clippy
-# --all-targets already compiles the examples and the benchmark.
+# --all-targets already compiles the examples and the benchmark. tests/it runs
+# the examples of README.md and docs/ too (see `make docs`).
 unit: venv-test ## Unit, integration, property and emulator tests
 	cargo test
 	$(BIN) test
+
+# Also part of `unit` (`cargo test` runs tests/it/docs.rs); this runs only them.
+docs: ## Run the README's and docs/' console examples, check the commands and links they show (docs/examples.md)
+	cargo test --test it docs::
 
 test-arm64: ## The decoder's tests, NEON kernel included, built for arm64 and run under qemu-user
 	scripts/test-arm64.sh

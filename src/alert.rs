@@ -29,32 +29,13 @@ use crate::UNKNOWN;
 /// SNS's limit for one publish request: the message (every variant, as sent), the
 /// subject and the message attributes together.
 pub const SNS_PUBLISH_LIMIT: usize = 262_144;
+// The detector keeps a record's text for `event` only up to this size.
+const _: () = assert!(crate::detect::MAX_EVENT_BYTES == SNS_PUBLISH_LIMIT);
 /// Field caps tried in turn when a notification is too large for SNS (see
 /// [`fit_to_sns`]): `None` leaves out only the optional bulk (the raw event).
 const SHRINK_STEPS: [Option<usize>; 5] = [None, Some(4096), Some(1024), Some(256), Some(64)];
 /// SNS subject limit.
 pub const MAX_SUBJECT_CHARS: usize = 100;
-
-/// The record fields every alert reads, besides its rule's (see
-/// [`crate::rule::Rule::field_paths`]): the detector keeps these when it parses a
-/// record.
-pub const RECORD_FIELDS: &[&[&str]] = &[
-    &["eventTime"],
-    &["recipientAccountId"],
-    &["awsRegion"],
-    &["sourceIPAddress"],
-    &["userAgent"],
-    &["userIdentity", "arn"],
-    &["userIdentity", "type"],
-    &["userIdentity", "userName"],
-    &[
-        "userIdentity",
-        "sessionContext",
-        "sessionIssuer",
-        "userName",
-    ],
-    &["userIdentity", "principalId"],
-];
 
 /// Who made the call.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use crate::decode::DecodeError;
 use crate::detect::Detector;
-use crate::history::scan::read_object;
 use crate::pipeline::{Alerter, Counters};
+use crate::read::read_object;
 use crate::source::{ObjectRef, ObjectSource, SourceError};
 use crate::time::now_ms;
 use crate::trigger::{classify_key, KeyKind};

@@ -44,9 +44,10 @@ use crate::rule::{FieldPath, RuleSet};
 use crate::time::parse_event_time;
 
 /// The largest record text a match keeps for the alert's `event`: a larger one
-/// could not be published (SNS's limit covers the whole message), so the alert
-/// leaves it out (`eventOmitted`).
-pub const MAX_EVENT_BYTES: usize = crate::alert::SNS_PUBLISH_LIMIT;
+/// could not be published (SNS's limit, `alert::SNS_PUBLISH_LIMIT`, covers the
+/// whole message, and `alert` checks that the two agree), so the alert leaves it
+/// out (`eventOmitted`).
+pub const MAX_EVENT_BYTES: usize = 262_144;
 
 /// The fields the detector itself reads.
 const DETECTOR_FIELDS: &[&[&str]] = &[&["eventTime"], &["eventID"]];
@@ -169,7 +170,7 @@ impl Detector {
         }
         let fixed = [
             DETECTOR_FIELDS,
-            crate::alert::RECORD_FIELDS,
+            crate::rule::ALERT_RECORD_FIELDS,
             crate::config::ALLOW_FIELDS,
         ];
         for path in fixed.into_iter().flatten() {

@@ -4,7 +4,7 @@
 //! in-memory dedup store in (eventTime, eventID) order, so the alerts do not depend
 //! on the number of jobs or the order of the paths. Roll-ups of the windows that
 //! suppressed matches are printed at the end. `s3://` inputs are read by
-//! [`crate::history`] and decided together with the local ones.
+//! [`crate::history`] and decided together with the local ones ([`crate::scan`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::detect::{Detector, ObjectReport};
-use crate::history::Collected;
-use crate::pipeline::{Alerter, Counters};
+use crate::pipeline::Alerter;
+use crate::scan::{decide, Collected, ScanSummary};
 
 /// One input of a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,47 +180,8 @@ fn read_one(detector: &Detector, input: &Input) -> ObjectReport {
     }
 }
 
-/// What a scan did.
-#[derive(Debug, Default)]
-pub struct ScanSummary {
-    pub files: usize,
-    pub counters: Counters,
-    /// `path: cause` for every file that failed.
-    pub failures: Vec<String>,
-    pub elapsed: Duration,
-}
-
-impl ScanSummary {
-    /// The stderr summary line.
-    pub fn line(&self) -> String {
-        let c = &self.counters;
-        let secs = self.elapsed.as_secs_f64();
-        let mbps = if secs > 0.0 {
-            c.decoded_bytes as f64 / 1e6 / secs
-        } else {
-            0.0
-        };
-        format!(
-            "files={} bytes={} records={} lenient={} matches={} alerts={} suppressed={} redeliveries={} allowed={} rollups={} errors={} elapsed={:.3}s throughput={:.1}MB/s",
-            self.files,
-            c.decoded_bytes,
-            c.records,
-            c.lenient_records,
-            c.matches,
-            c.alerts,
-            c.suppressed,
-            c.redeliveries,
-            c.allowed,
-            c.rollups,
-            self.failures.len(),
-            secs,
-            mbps
-        )
-    }
-}
-
 /// Reads local files and directories (and `-`) into their matches, before dedup:
-/// [`crate::history::decide`] then decides them, together with the matches of any
+/// [`crate::scan::decide`] then decides them, together with the matches of any
 /// `s3://` inputs, in one event-time order.
 pub async fn read_local(
     detector: &Detector,
@@ -264,7 +225,7 @@ pub async fn run(
 ) -> ScanSummary {
     let started = Instant::now();
     let collected = read_local(detector, paths, jobs, progress).await;
-    crate::history::decide(alerter, collected, started).await
+    decide(alerter, collected, started).await
 }
 
 #[cfg(test)]

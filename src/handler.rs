@@ -519,8 +519,7 @@ impl Handler {
         let _permit = self.reads.acquire().await.ok();
         let Some(watch) = &self.integrity else {
             let report =
-                crate::history::scan::read_object(self.source.as_ref(), &self.detector, object)
-                    .await;
+                crate::read::read_object(self.source.as_ref(), &self.detector, object).await;
             return (report, None);
         };
         // Hashed while scanned and recorded; a ledger that cannot be written only

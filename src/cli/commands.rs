@@ -14,27 +14,15 @@ use trailwatch::dedup::{DedupStore, MemoryStore, NoDedup};
 use trailwatch::detect::Detector;
 use trailwatch::enrich::{Enricher, MemberAccounts};
 use trailwatch::handler::Handler;
-use trailwatch::history::{collect_s3, decide, Collected, HistoryArgs, HistoryError};
+use trailwatch::history::{collect_s3, HistoryArgs, HistoryError};
 use trailwatch::pipeline::{Alerter, Counters};
 use trailwatch::rule::{run_rule_tests, Rule, RuleSet};
+use trailwatch::scan::{decide, Collected};
 use trailwatch::sink::{OutputFormat, StdoutSink};
 use trailwatch::source::LocalSource;
 
+use super::stderr::{init_cli_logging, usage_error};
 use super::{runtime, InvokeArgs, PatternArgs, ScanArgs};
-
-pub fn init_cli_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-pub fn usage_error(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("trailwatch: {message}");
-    ExitCode::from(2)
-}
 
 pub fn scan(args: ScanArgs) -> ExitCode {
     init_cli_logging();

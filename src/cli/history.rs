@@ -11,7 +11,7 @@ use trailwatch::backfill::{upload_manifest, write_manifest, CreateJob};
 use trailwatch::history::layout::{plan, today};
 use trailwatch::history::{resolve_filters, HistoryArgs, S3Lister, S3Url};
 
-use super::commands::{init_cli_logging, usage_error};
+use super::stderr::{init_cli_logging, usage_error};
 use super::{runtime, BackfillArgs, FilterArgs};
 
 /// Objects fetched at once from S3 by default: fetching is bound by request

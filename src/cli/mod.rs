@@ -1,10 +1,16 @@
-//! The command line: its arguments (clap types, kept out of the library), the
-//! commands in [`commands`] and the Lambda entry in [`lambda`].
+//! The command line: its arguments (clap types, kept out of the library, all
+//! here), the commands in [`commands`], [`history`] (`scan s3://` arguments,
+//! `backfill`) and [`verify`], the Lambda entry in [`lambda`], and what they all
+//! write to stderr in [`stderr`]. The commands import this module and
+//! [`stderr`], never the other way round.
 
 pub mod commands;
+pub mod help;
 pub mod history;
 pub mod lambda;
+pub mod stderr;
 pub mod verify;
+pub mod version;
 
 use std::path::PathBuf;
 
@@ -12,11 +18,17 @@ use clap::{Parser, Subcommand};
 
 use trailwatch::sink::OutputFormat;
 
+/// Alerts on RDS snapshots exported to S3 (rds:StartExportTask) in CloudTrail logs.
+///
+/// One binary: the AWS Lambda function (when AWS_LAMBDA_RUNTIME_API is set, or
+/// `trailwatch lambda`) and this command line, which runs the same pipeline on
+/// local and S3 CloudTrail logs, replays Lambda events, verifies CloudTrail's
+/// digests and tests rules. `--version` lists the rules compiled in.
 #[derive(Parser)]
 #[command(
     name = "trailwatch",
-    version,
-    about = "Alerts on RDS snapshots exported to S3 in CloudTrail logs"
+    version = version::text(),
+    after_help = help::TRAILWATCH
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -25,27 +37,48 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the whole pipeline on local CloudTrail files or directories.
+    /// Run the whole pipeline on CloudTrail log files, directories, stdin or s3:// history.
+    ///
+    /// Reads `.json.gz` and `.json` files (directories recursively), decides dedup
+    /// on all matches in (eventTime, eventID) order, prints one alert per line
+    /// (NDJSON unless on a terminal), then the roll-ups, and a summary on stderr.
+    /// Nothing is published before everything is read.
+    #[command(after_help = help::SCAN)]
     Scan(ScanArgs),
-    /// Run the Lambda handler on event files, in order, with one dedup store and S3
-    /// served from a local folder.
+    /// Run the Lambda handler on event files, with S3 served from a local folder.
+    ///
+    /// The events are handled in order by one handler with one in-memory dedup
+    /// store, as one warm Lambda instance would; each alert is printed as SNS
+    /// would receive it, and a summary goes to stderr.
+    #[command(after_help = help::INVOKE)]
     Invoke(InvokeArgs),
-    /// Print the EventBridge event pattern that sends the enabled rules' API calls
-    /// to the function (the real-time path; template.yaml must carry it).
+    /// Print the EventBridge event pattern of the enabled rules (the real-time path).
+    ///
+    /// The pattern sends the rules' API calls from the default bus to the
+    /// function; template.yaml and deploy/member.yaml carry it verbatim.
+    #[command(after_help = help::EVENTBRIDGE_PATTERN)]
     EventbridgePattern(PatternArgs),
-    /// Write the S3 Batch Operations manifest of a CloudTrail history and print
-    /// the `aws s3control create-job` command that runs the function over it.
+    /// Write the S3 Batch Operations manifest of a CloudTrail history and print its job.
+    ///
+    /// Lists the history as `scan s3://` would (pruned by the filters), uploads
+    /// the CSV manifest and prints the `aws s3control create-job` command that
+    /// runs the backfill function over it.
+    #[command(after_help = help::BACKFILL)]
     Backfill(BackfillArgs),
-    /// Check a CloudTrail bucket's log files and digests against the digests'
-    /// signatures and hashes (like `aws cloudtrail validate-logs`); exit 1 when
-    /// anything is invalid or missing.
-    Verify(verify::VerifyArgs),
-    /// Run the `Tests:` of rule files (the embedded rules when none is given).
+    /// Check a bucket's CloudTrail log files and digests against the signed digests.
+    ///
+    /// Like `aws cloudtrail validate-logs`, and also reports files no digest
+    /// lists: one line per object that is not valid, then a summary.
+    #[command(after_help = help::VERIFY)]
+    Verify(VerifyArgs),
+    /// Run the `Tests:` of rule files (every embedded rule when none is given).
+    #[command(after_help = help::TEST)]
     Test {
         /// Rule files (Panther YAML format).
         rules: Vec<PathBuf>,
     },
     /// Run the Lambda runtime loop (automatic when AWS_LAMBDA_RUNTIME_API is set).
+    #[command(after_help = help::LAMBDA)]
     Lambda,
 }
 
@@ -169,6 +202,35 @@ pub struct InvokeArgs {
     /// enrichment and response.
     #[arg(long, conflicts_with_all = ["objects", "format"])]
     pub aws: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyFormat {
+    /// One line per object that is not valid (`--verbose`: every object), then a summary.
+    Text,
+    /// One JSON document per object (NDJSON), every object.
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// s3://BUCKET[/PREFIX] of the CloudTrail logs (the trail's bucket and prefix).
+    pub url: String,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// The JSON `aws cloudtrail list-public-keys` prints, instead of calling
+    /// ListPublicKeys (repeat for several regions or ranges).
+    #[arg(long = "public-keys", value_name = "FILE")]
+    pub public_keys: Vec<PathBuf>,
+    /// Output format [default: text].
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: VerifyFormat,
+    /// Also print the valid objects (text format).
+    #[arg(long)]
+    pub verbose: bool,
+    /// Objects fetched at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: u32,
 }
 
 #[derive(clap::Args)]

@@ -17,37 +17,8 @@ use trailwatch::integrity::audit::{Audit, Summary, Verdict};
 use trailwatch::integrity::keys::{CloudTrailKeys, KeyRing, PublicKeySource, StaticKeys};
 use trailwatch::source::S3Source;
 
-use super::commands::{init_cli_logging, usage_error};
-use super::{runtime, FilterArgs};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum VerifyFormat {
-    /// One line per object that is not valid (`--verbose`: every object), then a summary.
-    Text,
-    /// One JSON document per object (NDJSON), every object.
-    Json,
-}
-
-#[derive(clap::Args)]
-pub struct VerifyArgs {
-    /// s3://BUCKET[/PREFIX] of the CloudTrail logs (the trail's bucket and prefix).
-    pub url: String,
-    #[command(flatten)]
-    pub filters: FilterArgs,
-    /// The JSON `aws cloudtrail list-public-keys` prints, instead of calling
-    /// ListPublicKeys (repeat for several regions or ranges).
-    #[arg(long = "public-keys", value_name = "FILE")]
-    pub public_keys: Vec<PathBuf>,
-    /// Output format [default: text].
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: VerifyFormat,
-    /// Also print the valid objects (text format).
-    #[arg(long)]
-    pub verbose: bool,
-    /// Objects fetched at once.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub jobs: u32,
-}
+use super::stderr::{init_cli_logging, usage_error};
+use super::{runtime, FilterArgs, VerifyArgs, VerifyFormat};
 
 fn history_args(url: &str, filters: &FilterArgs) -> HistoryArgs {
     HistoryArgs {

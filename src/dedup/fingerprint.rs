@@ -16,7 +16,8 @@
 //! compact, the members of every object in the byte order of their escaped names
 //! (a name given twice counts once, with its last value, as in any parse), strings
 //! and numbers written as `serde_json` writes them. Containers nested deeper than
-//! [`crate::detect::MAX_EVALUATED_DEPTH`] levels are taken as they are written.
+//! [`MAX_EVALUATED_DEPTH`] levels (the depth the detector evaluates) are taken as
+//! they are written.
 //!
 //! [`fingerprint`] computes it from a parsed record; [`fingerprint_json`] from the
 //! record's JSON text without building it (a record may be megabytes of small
@@ -30,7 +31,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::detect::MAX_EVALUATED_DEPTH;
+use crate::decode::repair::MAX_EVALUATED_DEPTH;
 
 /// The fields a fingerprint covers, in the order they are written.
 pub const FINGERPRINT_FIELDS: [&str; 11] = [

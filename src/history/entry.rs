@@ -10,9 +10,10 @@ use serde_json::json;
 use super::checkpoint::{Checkpoint, CheckpointError};
 use super::layout::{plan, today, Filters, S3Url, UrlError};
 use super::list::{ListError, Lister};
-use super::scan::{collect, Collected, HistoryScan, Progress};
+use super::scan::{collect, HistoryScan, Progress};
 use super::window::{parse_since, parse_until, TimeError, Window};
 use crate::detect::Detector;
+use crate::scan::Collected;
 use crate::source::ObjectSource;
 
 /// The command-line options of a history scan.

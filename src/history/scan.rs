@@ -6,11 +6,13 @@
 //! Memory is constant in the number of objects: at most `jobs` prefixes are open,
 //! each holding one listing page, and only the matches are kept. Dedup needs all
 //! matches in (eventTime, eventID) order, so alerts are decided once the listing is
-//! done ([`decide`]), exactly as `trailwatch scan` does for local files.
+//! done ([`crate::scan::decide`]), exactly as `trailwatch scan` does for local
+//! files. Each object is read by [`crate::read::read_object`], as the Lambda
+//! handler reads it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use tokio::sync::Semaphore;
@@ -19,10 +21,10 @@ use super::checkpoint::{Checkpoint, CheckpointError};
 use super::layout::{Filters, Plan};
 use super::list::Lister;
 use crate::detect::{Detector, Match, ObjectReport};
-use crate::files::ScanSummary;
-use crate::pipeline::{Alerter, Counters};
+use crate::pipeline::Counters;
+use crate::read::read_object;
+use crate::scan::Collected;
 use crate::source::{ObjectRef, ObjectSource, SourceError};
-use crate::time::now_ms;
 
 /// Live counts of a running scan, for a progress bar.
 #[derive(Debug, Default)]
@@ -116,45 +118,6 @@ pub struct PrefixOutcome {
     pub matches: Vec<Match>,
     /// `s3://bucket/key: cause` (or the listing's error).
     pub failures: Vec<String>,
-}
-
-/// Everything read, before dedup.
-#[derive(Debug, Default)]
-pub struct Collected {
-    pub counters: Counters,
-    pub matches: Vec<Match>,
-    pub failures: Vec<String>,
-    /// Prefixes listed by this run.
-    pub prefixes_listed: u64,
-    /// Prefixes taken from the checkpoint instead.
-    pub prefixes_resumed: u64,
-}
-
-impl Collected {
-    /// Adds another part (for example a local scan's reports).
-    pub fn absorb(&mut self, counters: &Counters, matches: Vec<Match>, failures: Vec<String>) {
-        self.counters.absorb(counters);
-        self.matches.extend(matches);
-        self.failures.extend(failures);
-    }
-}
-
-/// Fetches one object and runs the detector over its body on a blocking thread.
-pub async fn read_object(
-    source: &dyn ObjectSource,
-    detector: &Arc<Detector>,
-    object: &ObjectRef,
-) -> Result<ObjectReport, SourceError> {
-    let body = source.open(object).await?;
-    let detector = Arc::clone(detector);
-    let name = object.to_string();
-    tokio::task::spawn_blocking(move || detector.detect(body, &name))
-        .await
-        .map_err(|e| SourceError::Failed {
-            object: object.clone(),
-            cause: crate::aws_error::Cause::Other,
-            message: format!("reading the object stopped unexpectedly: {e}"),
-        })
 }
 
 /// Lists every planned prefix not already in the checkpoint, reads its objects and
@@ -277,25 +240,5 @@ fn absorb_report(
             crate::events::fetch_failed(&mut outcome.counters, &e);
             outcome.failures.push(e.to_string());
         }
-    }
-}
-
-/// Decides and publishes the collected matches and the roll-ups, like the end of
-/// a local scan (the alerter sorts the matches by eventTime and eventID).
-pub async fn decide(alerter: &Alerter, collected: Collected, started: Instant) -> ScanSummary {
-    let mut counters = collected.counters;
-    let mut failures = collected.failures;
-    let now = now_ms();
-    for failure in alerter.process(collected.matches, now, &mut counters).await {
-        failures.push(failure.to_string());
-    }
-    for failure in alerter.flush_rollups(now, true, &mut counters).await {
-        failures.push(failure.to_string());
-    }
-    ScanSummary {
-        files: counters.objects as usize,
-        counters,
-        failures,
-        elapsed: started.elapsed(),
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 
 use crate::detect::{Detector, ObjectReport};
+use crate::read::read_with;
 use crate::source::{ObjectRef, ObjectSource, SourceError};
 
 /// A scanned object and the SHA-256 of its uncompressed content (`None` when it
@@ -27,22 +28,18 @@ pub fn detect_hashed(detector: &Detector, raw: impl std::io::Read, source: &str)
     HashedReport { report, sha256 }
 }
 
-/// Fetches one object and scans and hashes it on a blocking thread.
+/// Fetches one object and scans and hashes it on a blocking thread, through
+/// [`crate::read::read_with`] like every other read of a log file.
 pub async fn read_object_hashed(
     source: &dyn ObjectSource,
     detector: &Arc<Detector>,
     object: &ObjectRef,
 ) -> Result<HashedReport, SourceError> {
-    let body = source.open(object).await?;
     let detector = Arc::clone(detector);
-    let name = object.to_string();
-    tokio::task::spawn_blocking(move || detect_hashed(&detector, body, &name))
-        .await
-        .map_err(|e| SourceError::Failed {
-            object: object.clone(),
-            cause: crate::aws_error::Cause::Other,
-            message: format!("reading the object stopped unexpectedly: {e}"),
-        })
+    read_with(source, object, move |body, name| {
+        detect_hashed(&detector, body, name)
+    })
+    .await
 }
 
 #[cfg(test)]

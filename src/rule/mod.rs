@@ -37,7 +37,10 @@ pub use enrich::{
     present_text, Containment, ContainmentAction, EnrichmentSpec, Facts, Requirement, SourceField,
     SourceKind,
 };
-pub use output::{AlertField, Distinct, DistinctSource, EmailRow, Output, RollupSpec, RowContent};
+pub use output::{
+    AlertField, Distinct, DistinctSource, EmailRow, Output, RollupSpec, RowContent,
+    ALERT_RECORD_FIELDS,
+};
 pub use path::{arn_account, arn_name, first_present, lookup, scalar_text, FieldPath};
 pub use pattern::{event_pattern, PatternError};
 pub use select::parse_rule_list;

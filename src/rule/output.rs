@@ -39,6 +39,28 @@ use super::path::{dotted, first_present, scalar_text, FieldPath};
 use super::template::FieldTemplate;
 use super::Severity;
 
+/// The record fields every alert reads whatever its rule (time, account, region,
+/// source address, user agent and the principal: `crate::alert::Principal`),
+/// besides the rule's own ([`crate::rule::Rule::field_paths`]): the detector
+/// keeps these too when it parses a record.
+pub const ALERT_RECORD_FIELDS: &[&[&str]] = &[
+    &["eventTime"],
+    &["recipientAccountId"],
+    &["awsRegion"],
+    &["sourceIPAddress"],
+    &["userAgent"],
+    &["userIdentity", "arn"],
+    &["userIdentity", "type"],
+    &["userIdentity", "userName"],
+    &[
+        "userIdentity",
+        "sessionContext",
+        "sessionIssuer",
+        "userName",
+    ],
+    &["userIdentity", "principalId"],
+];
+
 /// One field copied from the record into the alert document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertField {
