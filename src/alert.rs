@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::dedup::Rollup;
 use crate::detect::{DeliveryPath, Match};
 use crate::enrich::{Enrichment, Known};
-use crate::respond::Response;
+use crate::respond::{FollowUp, Response, ResponseMode};
 use crate::rule::{lookup, RollupSpec, RowContent, Rule, Severity};
 use crate::text::{one_line, truncate_marked};
 use crate::time::format_ms;
@@ -841,6 +841,58 @@ fn rollup_email(spec: &RollupSpec, doc: &RollupDocument) -> String {
     }
     let _ = write!(email, "\nRunbook\n{}", indent(&doc.runbook));
     email
+}
+
+/// A follow-up is published as alerts are: rendered here, so the response
+/// module knows nothing of notifications.
+impl FollowUp {
+    /// What a sink publishes: the document, a short e-mail, the alert's attributes.
+    /// Security Hub ignores it (not an `alert`).
+    pub fn notification(&self) -> Notification {
+        let r = &self.response;
+        let subject = subject_line(
+            self.severity,
+            &format!(
+                "Response to alert {}: export task {} {}",
+                self.alert_id,
+                r.target,
+                r.outcome.label()
+            ),
+        );
+        let mut email = format!(
+            "Follow-up to alert {} ({})\n\n",
+            self.alert_id, self.rule_id
+        );
+        // The task, account and region are the record's: shown inert, one line each.
+        for line in r.email_lines() {
+            email.push_str(&one_line(&line));
+            email.push('\n');
+        }
+        email.push_str(&format!(
+            "\nMode:     {}\nAccount:  {}, region {}\nAt:       {}\n",
+            match r.mode {
+                ResponseMode::Cancel => "cancel",
+                ResponseMode::Report => "report",
+                ResponseMode::Off => "off",
+            },
+            one_line(&r.account),
+            one_line(&r.region),
+            r.at
+        ));
+        Notification {
+            kind: "response",
+            alert_id: self.alert_id.clone(),
+            subject,
+            document: serde_json::to_string(self).expect("follow-ups serialize"),
+            email,
+            severity: self.severity,
+            rule_id: self.rule_id.clone(),
+            account: self.account.clone(),
+            region: self.region.clone(),
+            resources: Vec::new(),
+            product_fields: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]

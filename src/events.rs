@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::aws_error::Cause;
-use crate::pipeline::{Counters, PublishFailure};
+use crate::counters::{Counters, PublishFailure};
 use crate::source::{ObjectRef, SourceError};
 use crate::time::now_ms;
 use crate::trigger::KeyKind;

@@ -20,12 +20,13 @@ use tokio::sync::Semaphore;
 
 use crate::aws_error::Cause;
 use crate::config::Config;
+use crate::counters::{Counters, PublishFailure};
 use crate::decode::DecodeError;
 use crate::dedup::DedupStore;
 use crate::detect::{Detector, ObjectReport};
 use crate::enrich::{Enricher, MemberAccounts};
 use crate::events;
-use crate::pipeline::{Alerter, Counters, PublishFailure};
+use crate::pipeline::Alerter;
 use crate::respond::{Responder, ResponseMode};
 use crate::rule::RuleSet;
 use crate::sink::AlertSink;

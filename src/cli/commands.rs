@@ -10,12 +10,13 @@ use std::time::Instant;
 use serde_json::Value;
 
 use trailwatch::config::{Config, EnrichSettings};
+use trailwatch::counters::Counters;
 use trailwatch::dedup::{DedupStore, MemoryStore, NoDedup};
 use trailwatch::detect::Detector;
 use trailwatch::enrich::{Enricher, MemberAccounts};
 use trailwatch::handler::Handler;
 use trailwatch::history::{collect_s3, HistoryArgs, HistoryError};
-use trailwatch::pipeline::{Alerter, Counters};
+use trailwatch::pipeline::Alerter;
 use trailwatch::rule::{run_rule_tests, Rule, RuleSet};
 use trailwatch::scan::{decide, Collected};
 use trailwatch::sink::{OutputFormat, StdoutSink};
@@ -236,10 +237,12 @@ fn invoke_aws(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-/// The counts of every event of an `invoke`, summed, on stderr.
+/// The counts of every event of an `invoke`, summed, on stderr. Enrichment and
+/// response counts follow only when something was looked up or decided (a local
+/// `invoke` has neither).
 fn invoke_summary(c: &Counters) -> String {
-    format!(
-        "invoke: objects={} api_calls={} records={} matches={} alerts={} suppressed={} redeliveries={} allowed={} publish_failures={} enriched={} enrichment_errors={} responses_taken={} responses_skipped={} response_failures={} follow_ups={}",
+    let mut line = format!(
+        "invoke: objects={} api_calls={} records={} matches={} alerts={} suppressed={} redeliveries={} allowed={} publish_failures={}",
         c.objects,
         c.api_calls,
         c.records,
@@ -249,13 +252,21 @@ fn invoke_summary(c: &Counters) -> String {
         c.redeliveries,
         c.allowed,
         c.publish_failures,
-        c.enrichment.enriched,
-        c.enrichment.errors,
-        c.responses.taken,
-        c.responses.skipped,
-        c.responses.failures,
-        c.follow_ups
-    )
+    );
+    if c.enrichment.enriched + c.enrichment.errors > 0 {
+        line += &format!(
+            " enriched={} enrichment_errors={}",
+            c.enrichment.enriched, c.enrichment.errors
+        );
+    }
+    let responses = c.responses.taken + c.responses.skipped + c.responses.failures;
+    if responses + c.follow_ups > 0 {
+        line += &format!(
+            " responses_taken={} responses_skipped={} response_failures={} follow_ups={}",
+            c.responses.taken, c.responses.skipped, c.responses.failures, c.follow_ups
+        );
+    }
+    line
 }
 
 pub fn eventbridge_pattern(args: PatternArgs) -> ExitCode {

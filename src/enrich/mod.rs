@@ -294,7 +294,7 @@ impl Enrichment {
 }
 
 /// Counts for an invocation's summary and metrics (part of
-/// [`crate::pipeline::Counters`]).
+/// [`crate::counters::Counters`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct EnrichCounters {

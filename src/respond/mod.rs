@@ -125,7 +125,7 @@ pub struct Response {
 }
 
 /// Counts for an invocation's summary and EMF metrics (part of
-/// [`crate::pipeline::Counters`]).
+/// [`crate::counters::Counters`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ResponseCounters {

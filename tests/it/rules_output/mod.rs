@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 
 use trailwatch::alert::{build_alert, build_rollup, Notification, SNS_PUBLISH_LIMIT};
 use trailwatch::config::AllowList;
+use trailwatch::counters::Counters;
 use trailwatch::dedup::{DedupKey, DedupStore, DynamoStore, MemoryStore, Rollup};
 use trailwatch::detect::Match;
-use trailwatch::pipeline::{Alerter, Counters};
+use trailwatch::pipeline::Alerter;
 use trailwatch::rule::{Rule, RuleSet};
 use trailwatch::sink::MemorySink;
 
