@@ -14,6 +14,7 @@ mod differential;
 mod docs;
 mod emulator;
 mod enrich;
+mod enrich_respond;
 mod generator;
 mod handler;
 mod help;
