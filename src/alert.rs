@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 
 use crate::dedup::Rollup;
 use crate::detect::{DeliveryPath, Match};
+use crate::enrich::{Enrichment, Known};
+use crate::respond::{FollowUp, Response, ResponseMode};
 use crate::rule::{lookup, RollupSpec, RowContent, Rule, Severity};
 use crate::text::{one_line, truncate_marked};
 use crate::time::format_ms;
@@ -108,6 +110,15 @@ pub struct AlertDocument {
     /// The rule's alert fields (`AlertFields`), in its order.
     #[serde(flatten)]
     pub context: Map<String, Value>,
+    /// What was looked up at alert time: the members `enrichment` and, when a
+    /// call failed, `enrichmentErrors` (absent when the rule declares no lookup or
+    /// enrichment is off).
+    #[serde(flatten)]
+    pub enrichment: Option<Enrichment>,
+    /// The containment decided for the alert (absent when the rule declares none
+    /// or `TRAILWATCH_RESPONSE=off`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<Response>,
     pub source: String,
     /// How the record arrived: `s3` (a log file) or `eventbridge` (real time).
     pub path: DeliveryPath,
@@ -202,7 +213,45 @@ impl AlertDocument {
             cut.value(name, value);
         }
         cut.list("parseWarnings", &mut self.parse_warnings);
+        if let Some(enrichment) = &mut self.enrichment {
+            cut_enrichment(&mut cut, enrichment);
+        }
+        if let Some(response) = &mut self.response {
+            cut.text("response.target", &mut response.target);
+            for (name, text) in [
+                ("response.reason", &mut response.reason),
+                ("response.cause", &mut response.cause),
+            ] {
+                if let Some(text) = text {
+                    cut.text(name, text);
+                }
+            }
+        }
         self.truncated_fields = cut.into_names(std::mem::take(&mut self.truncated_fields));
+    }
+}
+
+/// The texts of an enrichment that a record fills (the task, snapshot and bucket
+/// names are the record's) or that AWS wrote (causes, messages).
+fn cut_enrichment(cut: &mut Cutter, enrichment: &mut Enrichment) {
+    if let Some(task) = &mut enrichment.export_task {
+        cut.text("enrichment.exportTask.id", &mut task.id);
+        if let Known::Value(Some(cause)) = &mut task.failure_cause {
+            cut.text("enrichment.exportTask.failureCause", cause);
+        }
+    }
+    if let Some(source) = &mut enrichment.source {
+        cut.text("enrichment.source.identifier", &mut source.identifier);
+        if let Some(arn) = &mut source.arn {
+            cut.text("enrichment.source.arn", arn);
+        }
+    }
+    if let Some(bucket) = &mut enrichment.bucket {
+        cut.text("enrichment.bucket.name", &mut bucket.name);
+        cut.text("enrichment.bucket.detail", &mut bucket.detail);
+    }
+    for error in &mut enrichment.errors {
+        cut.text("enrichmentErrors.message", &mut error.message);
     }
 }
 
@@ -282,6 +331,10 @@ pub struct Notification {
     /// The resources the alert is about, as the rule's alert fields declare them
     /// (`Resource:`); empty for roll-ups. Security Hub findings list them.
     pub resources: Vec<AlertResource>,
+    /// Security Hub `ProductFields` beyond those every finding carries: the
+    /// enrichment's and the response's (`trailwatch/enrichment/...`,
+    /// `trailwatch/response/...`).
+    pub product_fields: Vec<(String, String)>,
 }
 
 /// A resource an alert names: its ASFF resource type (from the rule) and the value
@@ -414,8 +467,59 @@ pub fn alert_latency_ms(record: &Value, published_ms: i64) -> Option<u64> {
     Some(published_ms.saturating_sub(event_ms).max(0) as u64)
 }
 
+/// What an alert is made of: the match and its window, and what the pipeline
+/// decided about it (its final severity, what enrichment found, the response).
+#[derive(Clone, Copy)]
+pub struct AlertInput<'a> {
+    pub rule: &'a Rule,
+    pub m: &'a Match,
+    pub dedup_key: &'a str,
+    pub window_start_ms: i64,
+    pub window_ms: i64,
+    /// What the `alertId` is made of besides the window: `alert` for a window's
+    /// first alert, `alert:CRITICAL` for the alert of a match worse than the
+    /// window's earlier alerts (an id of its own, stable across retries).
+    pub id_kind: &'a str,
+    /// When it is published (its `alertLatencyMs`).
+    pub published_ms: i64,
+    /// The final severity: the rule's, raised by its record escalations and then
+    /// by its enrichment escalations.
+    pub severity: Severity,
+    /// Why it was raised, when it was.
+    pub severity_reason: Option<&'a str>,
+    pub enrichment: Option<&'a Enrichment>,
+    pub response: Option<&'a Response>,
+}
+
+impl<'a> AlertInput<'a> {
+    /// The alert as the record alone makes it (the rule's record escalations, no
+    /// lookup, no response): a window's first alert, published now.
+    pub fn of_record(
+        rule: &'a Rule,
+        m: &'a Match,
+        dedup_key: &'a str,
+        window_start_ms: i64,
+        window_ms: i64,
+    ) -> AlertInput<'a> {
+        let (severity, severity_reason) = rule.severity_for(&m.record);
+        AlertInput {
+            rule,
+            m,
+            dedup_key,
+            window_start_ms,
+            window_ms,
+            id_kind: "alert",
+            published_ms: crate::time::now_ms(),
+            severity,
+            severity_reason,
+            enrichment: None,
+            response: None,
+        }
+    }
+}
+
 /// Builds the alert for a match that opened (or stands outside) a window, to be
-/// published now.
+/// published now, from its record alone (see [`AlertInput::of_record`]).
 pub fn build_alert(
     rule: &Rule,
     m: &Match,
@@ -423,42 +527,49 @@ pub fn build_alert(
     window_start_ms: i64,
     window_ms: i64,
 ) -> Notification {
-    let now = crate::time::now_ms();
-    build_alert_as(rule, m, dedup_key, window_start_ms, window_ms, "alert", now)
+    build_alert_from(&AlertInput::of_record(
+        rule,
+        m,
+        dedup_key,
+        window_start_ms,
+        window_ms,
+    ))
 }
 
-/// [`build_alert`] with the `kind` its `alertId` is made of (`alert` for a window's
-/// first alert, `alert:CRITICAL` for the alert of a match worse than the window's
-/// earlier alerts: it has an id of its own, stable across retries), published at
-/// `published_ms` (its `alertLatencyMs`).
-pub fn build_alert_as(
-    rule: &Rule,
-    m: &Match,
-    dedup_key: &str,
-    window_start_ms: i64,
-    window_ms: i64,
-    id_kind: &str,
-    published_ms: i64,
-) -> Notification {
+/// Builds an alert from everything the pipeline decided about its match.
+pub fn build_alert_from(input: &AlertInput<'_>) -> Notification {
+    let AlertInput { rule, m, .. } = *input;
     let record = &m.record;
-    let (severity, reason) = rule.severity_for(record);
+    let severity = input.severity;
     let text = |key: &str| crate::rule::scalar_text(record.get(key));
     let context: Map<String, Value> = rule.output.field_values(record);
     let resources = resources_of(rule, &context);
+    let mut product_fields = Vec::new();
+    if let Some(enrichment) = input.enrichment {
+        product_fields.extend(enrichment.product_fields());
+    }
+    if let Some(response) = input.response {
+        product_fields.extend(response.product_fields());
+    }
     let mut document = AlertDocument {
         kind: "alert",
-        alert_id: alert_id(&rule.id, dedup_key, window_start_ms, id_kind),
+        alert_id: alert_id(
+            &rule.id,
+            input.dedup_key,
+            input.window_start_ms,
+            input.id_kind,
+        ),
         rule_id: rule.id.clone(),
         title: rule.title_for(record),
         severity,
-        severity_reason: reason.map(str::to_owned),
+        severity_reason: input.severity_reason.map(str::to_owned),
         description: rule.description.clone(),
         runbook: rule.runbook.clone(),
         reference: rule.reference.clone(),
         mitre: rule.mitre.clone(),
-        dedup_key: dedup_key.to_owned(),
-        window_start: format_ms(window_start_ms),
-        window_minutes: window_ms / 60_000,
+        dedup_key: input.dedup_key.to_owned(),
+        window_start: format_ms(input.window_start_ms),
+        window_minutes: input.window_ms / 60_000,
         event_time: text("eventTime"),
         event_id: m.event_id.clone(),
         account: text("recipientAccountId"),
@@ -467,9 +578,11 @@ pub fn build_alert_as(
         source_ip_address: text("sourceIPAddress"),
         user_agent: text("userAgent"),
         context,
+        enrichment: input.enrichment.cloned(),
+        response: input.response.cloned(),
         source: m.source.clone(),
         path: m.path,
-        alert_latency_ms: alert_latency_ms(record, published_ms),
+        alert_latency_ms: alert_latency_ms(record, input.published_ms),
         event: m.raw.clone(),
         event_omitted: m.raw.is_none(),
         parse_warnings: m.parse_warnings.clone(),
@@ -487,6 +600,7 @@ pub fn build_alert_as(
         account: document.account.clone(),
         region: document.region.clone(),
         resources: resources.clone(),
+        product_fields: product_fields.clone(),
     };
     fit_to_sns(&mut document, render, |document, step| {
         document.event = None;
@@ -540,6 +654,12 @@ fn alert_email(rule: &Rule, doc: &AlertDocument) -> String {
             one_line(reason)
         );
     }
+    // What was done about it comes first, in words.
+    if let Some(response) = &doc.response {
+        for line in response.email_lines() {
+            let _ = writeln!(out, "{}", one_line(&line));
+        }
+    }
     let _ = writeln!(out, "\n{}\n", one_line(&doc.title));
     let lookup = |name: &str| document_text(rule, doc, name);
     let mut rows = vec![
@@ -568,6 +688,14 @@ fn alert_email(rule: &Rule, doc: &AlertDocument) -> String {
             RowContent::Template(template) => template.render(lookup),
         };
         rows.push((row.label.clone(), value));
+    }
+    if let Some(enrichment) = &doc.enrichment {
+        rows.extend(
+            enrichment
+                .email_rows()
+                .into_iter()
+                .map(|(label, text)| (label.to_owned(), text)),
+        );
     }
     rows.push((
         "Event".to_owned(),
@@ -672,6 +800,7 @@ pub fn build_rollup(spec: &RollupSpec, rollup: &Rollup) -> Notification {
         account: doc.account.clone(),
         region: doc.region.clone(),
         resources: Vec::new(),
+        product_fields: Vec::new(),
     };
     fit_to_sns(&mut doc, render, |doc, step| {
         if let Some(max) = step {
@@ -712,6 +841,58 @@ fn rollup_email(spec: &RollupSpec, doc: &RollupDocument) -> String {
     }
     let _ = write!(email, "\nRunbook\n{}", indent(&doc.runbook));
     email
+}
+
+/// A follow-up is published as alerts are: rendered here, so the response
+/// module knows nothing of notifications.
+impl FollowUp {
+    /// What a sink publishes: the document, a short e-mail, the alert's attributes.
+    /// Security Hub ignores it (not an `alert`).
+    pub fn notification(&self) -> Notification {
+        let r = &self.response;
+        let subject = subject_line(
+            self.severity,
+            &format!(
+                "Response to alert {}: export task {} {}",
+                self.alert_id,
+                r.target,
+                r.outcome.label()
+            ),
+        );
+        let mut email = format!(
+            "Follow-up to alert {} ({})\n\n",
+            self.alert_id, self.rule_id
+        );
+        // The task, account and region are the record's: shown inert, one line each.
+        for line in r.email_lines() {
+            email.push_str(&one_line(&line));
+            email.push('\n');
+        }
+        email.push_str(&format!(
+            "\nMode:     {}\nAccount:  {}, region {}\nAt:       {}\n",
+            match r.mode {
+                ResponseMode::Cancel => "cancel",
+                ResponseMode::Report => "report",
+                ResponseMode::Off => "off",
+            },
+            one_line(&r.account),
+            one_line(&r.region),
+            r.at
+        ));
+        Notification {
+            kind: "response",
+            alert_id: self.alert_id.clone(),
+            subject,
+            document: serde_json::to_string(self).expect("follow-ups serialize"),
+            email,
+            severity: self.severity,
+            rule_id: self.rule_id.clone(),
+            account: self.account.clone(),
+            region: self.region.clone(),
+            resources: Vec::new(),
+            product_fields: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]

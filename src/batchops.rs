@@ -18,9 +18,10 @@ use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::counters::Counters;
 use crate::decode::DecodeError;
 use crate::detect::Detector;
-use crate::pipeline::{Alerter, Counters};
+use crate::pipeline::Alerter;
 use crate::read::read_object;
 use crate::source::{ObjectRef, ObjectSource, SourceError};
 use crate::time::now_ms;

@@ -358,7 +358,8 @@ impl EnrichSettings {
             }
             settings.trusted_accounts = accounts;
         }
-        if let Some(name) = get("TRAILWATCH_MEMBER_ROLE_NAME") {
+        // Empty (the stack's MemberRoleName left empty): no member role.
+        if let Some(name) = get("TRAILWATCH_MEMBER_ROLE_NAME").filter(|n| !n.is_empty()) {
             let valid = name.len() <= 64
                 && name
                     .bytes()
@@ -538,6 +539,17 @@ mod tests {
         ] {
             assert_eq!(config(&[(var, value)]).unwrap_err().variable, var);
         }
+        let empty = config(&[
+            ("TRAILWATCH_MEMBER_ROLE_NAME", ""),
+            ("TRAILWATCH_TRUSTED_BUCKETS", ""),
+            ("TRAILWATCH_TRUSTED_ACCOUNTS", ""),
+        ])
+        .unwrap();
+        assert_eq!(
+            empty.enrich,
+            EnrichSettings::default(),
+            "empty stack parameters mean none"
+        );
         let allow = AllowList::parse("arn:aws:iam::1:role/etl bucket");
         assert!(allow.lists("bucket") && !allow.lists("buck"));
     }

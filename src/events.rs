@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::aws_error::Cause;
-use crate::pipeline::{Counters, PublishFailure};
+use crate::counters::{Counters, PublishFailure};
 use crate::source::{ObjectRef, SourceError};
 use crate::time::now_ms;
 use crate::trigger::KeyKind;
@@ -126,6 +126,16 @@ pub const METRICS: &[Metric] = &[
     count("ServerErrors"),
     count("RejectedErrors"),
     count("OtherErrors"),
+    // Lookups at alert time (src/enrich): matches enriched, calls that failed
+    // (also counted by cause above), severities an enrichment escalation raised.
+    count("Enriched"),
+    count("EnrichmentErrors"),
+    count("EnrichmentEscalations"),
+    // Containment (src/respond): cancels that took effect, responses decided
+    // without a cancel (not applicable, would cancel), cancels that failed.
+    count("ResponsesTaken"),
+    count("ResponsesSkipped"),
+    count("ResponseFailures"),
     // The invocation's worst publication delay after the event happened
     // (CloudTrail delivery included).
     Metric {
@@ -268,7 +278,12 @@ pub fn summary_document(trigger: &str, c: &Counters, errors: u64, elapsed_ms: u6
         ("PublishFailures", c.publish_failures),
         ("AlertLatency", c.max_alert_latency_ms),
     ];
-    for (name, value) in metrics {
+    let actions = c
+        .enrichment
+        .metrics()
+        .into_iter()
+        .chain(c.responses.metrics());
+    for (name, value) in metrics.into_iter().chain(actions) {
         if value > 0 {
             doc.metric(name, value, &[]);
         }
@@ -281,6 +296,8 @@ pub fn summary_document(trigger: &str, c: &Counters, errors: u64, elapsed_ms: u6
     for (name, value) in [
         ("invalidRecords", c.invalid_records),
         ("redeliveries", c.redeliveries),
+        ("followUps", c.follow_ups),
+        ("followUpFailures", c.follow_up_failures),
     ] {
         if value > 0 {
             doc.property(name, value);
@@ -458,6 +475,17 @@ mod tests {
             publish_failures: 1,
             max_alert_latency_ms: 900_000,
             errors_by_cause: causes.iter().map(|c| (*c, 1)).collect(),
+            enrichment: crate::enrich::EnrichCounters {
+                enriched: 2,
+                errors: 1,
+                escalations: 1,
+                ..Default::default()
+            },
+            responses: crate::respond::ResponseCounters {
+                taken: 1,
+                skipped: 1,
+                failures: 1,
+            },
             ..Counters::default()
         };
         let doc = rendered(&summary_document("sqs", &counters, 3, 40));

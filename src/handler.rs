@@ -20,11 +20,14 @@ use tokio::sync::Semaphore;
 
 use crate::aws_error::Cause;
 use crate::config::Config;
+use crate::counters::{Counters, PublishFailure};
 use crate::decode::DecodeError;
 use crate::dedup::DedupStore;
 use crate::detect::{Detector, ObjectReport};
+use crate::enrich::{Enricher, MemberAccounts};
 use crate::events;
-use crate::pipeline::{Alerter, Counters, PublishFailure};
+use crate::pipeline::Alerter;
+use crate::respond::{Responder, ResponseMode};
 use crate::rule::RuleSet;
 use crate::sink::AlertSink;
 use crate::source::{ObjectRef, ObjectSource, S3Source, SourceError};
@@ -147,13 +150,13 @@ impl Handler {
     ) -> Handler {
         let detector = Arc::new(Detector::new(rules, config.limits));
         Handler {
-            alerter: Arc::new(Alerter {
-                rules: Arc::clone(&detector.rules),
+            alerter: Arc::new(Alerter::new(
+                Arc::clone(&detector.rules),
                 dedup,
                 sink,
-                allow: config.allow.clone(),
-                window_minutes: config.dedup_minutes,
-            }),
+                config.allow.clone(),
+                config.dedup_minutes,
+            )),
             detector,
             source,
             concurrency: config.concurrency,
@@ -168,13 +171,37 @@ impl Handler {
         self
     }
 
+    /// The same handler, looking up what the rules declare (`enricher`) and
+    /// deciding their containment (`responder`) for each match.
+    pub fn with_actions(
+        mut self,
+        enricher: Option<Arc<Enricher>>,
+        responder: Option<Responder>,
+    ) -> Handler {
+        let mut alerter = (*self.alerter).clone();
+        alerter.enricher = enricher;
+        alerter.responder = responder;
+        self.alerter = Arc::new(alerter);
+        self
+    }
+
     /// The handler as Lambda mode runs it: the embedded rules, objects from S3,
-    /// windows in DynamoDB (or memory without a table), alerts through `sink`.
+    /// windows in DynamoDB (or memory without a table), lookups and containment in
+    /// the account of each event (its member role, `TRAILWATCH_MEMBER_ROLE_NAME`)
+    /// unless turned off (`TRAILWATCH_ENRICH=false`, `TRAILWATCH_RESPONSE=off`),
+    /// alerts through `sink`.
     pub fn for_aws(
         config: &Config,
         aws: &aws_config::SdkConfig,
         sink: Arc<dyn AlertSink>,
     ) -> Handler {
+        let accounts = Arc::new(MemberAccounts::for_config(aws, &config.enrich));
+        let enricher = config
+            .enrich
+            .enabled
+            .then(|| Arc::new(Enricher::for_aws(&config.enrich, Arc::clone(&accounts))));
+        let responder = (config.response.mode != ResponseMode::Off)
+            .then(|| Responder::for_aws(config, aws, accounts));
         Handler::assemble(
             config,
             config.rules.clone(),
@@ -182,6 +209,7 @@ impl Handler {
             crate::dedup::store_for(config, aws),
             sink,
         )
+        .with_actions(enricher, responder)
     }
 
     /// Handles one invocation. The returned value is the Lambda response.

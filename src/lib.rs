@@ -19,6 +19,7 @@ pub mod aws_error;
 pub mod backfill;
 pub mod batchops;
 pub mod config;
+pub mod counters;
 pub mod decode;
 pub mod dedup;
 pub mod detect;

@@ -10,8 +10,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::counters::Counters;
 use crate::detect::Match;
-use crate::pipeline::{Alerter, Counters};
+use crate::pipeline::Alerter;
 use crate::time::now_ms;
 
 /// Everything read, before dedup.

@@ -9,12 +9,14 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use trailwatch::config::Config;
+use trailwatch::config::{Config, EnrichSettings};
+use trailwatch::counters::Counters;
 use trailwatch::dedup::{DedupStore, MemoryStore, NoDedup};
 use trailwatch::detect::Detector;
+use trailwatch::enrich::{Enricher, MemberAccounts};
 use trailwatch::handler::Handler;
 use trailwatch::history::{collect_s3, HistoryArgs, HistoryError};
-use trailwatch::pipeline::{Alerter, Counters};
+use trailwatch::pipeline::Alerter;
 use trailwatch::rule::{run_rule_tests, Rule, RuleSet};
 use trailwatch::scan::{decide, Collected};
 use trailwatch::sink::{OutputFormat, StdoutSink};
@@ -45,13 +47,13 @@ pub fn scan(args: ScanArgs) -> ExitCode {
     } else {
         Arc::new(MemoryStore::new())
     };
-    let alerter = Alerter {
-        rules: Arc::clone(&detector.rules),
+    let mut alerter = Alerter::new(
+        Arc::clone(&detector.rules),
         dedup,
-        sink: Arc::new(StdoutSink::new(format)),
-        allow: config.allow.clone(),
-        window_minutes: args.dedup_window.or(config.dedup_minutes),
-    };
+        Arc::new(StdoutSink::new(format)),
+        config.allow.clone(),
+        args.dedup_window.or(config.dedup_minutes),
+    );
     let (s3_urls, local) = super::history::split_paths(&args.paths);
     if let Err(e) = super::history::check_scan_args(&s3_urls, &args.filters, &args.checkpoint) {
         return usage_error(e);
@@ -68,6 +70,9 @@ pub fn scan(args: ScanArgs) -> ExitCode {
     let mut alert_sources = std::collections::BTreeSet::new();
     let summary = runtime().block_on(async {
         let started = Instant::now();
+        if args.enrich {
+            alerter.enricher = Some(enricher(&config).await);
+        }
         let mut collected = if local.is_empty() {
             Collected::default()
         } else {
@@ -123,22 +128,31 @@ pub fn scan(args: ScanArgs) -> ExitCode {
     }
 }
 
+/// `scan --enrich`: the lookups of a deployment, with the environment's
+/// credentials (history is not acted on: no response is decided).
+async fn enricher(config: &Config) -> Arc<Enricher> {
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let settings = EnrichSettings {
+        enabled: true,
+        ..config.enrich.clone()
+    };
+    let accounts = Arc::new(MemberAccounts::for_config(&aws, &settings));
+    Arc::new(Enricher::for_aws(&settings, accounts))
+}
+
 pub fn invoke(args: InvokeArgs) -> ExitCode {
     init_cli_logging();
+    if args.aws {
+        return invoke_aws(&args.events);
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => return usage_error(e),
     };
-    let mut events = Vec::with_capacity(args.events.len());
-    for path in &args.events {
-        let event: Result<Value, String> = std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
-        match event {
-            Ok(event) => events.push((path, event)),
-            Err(e) => return usage_error(format!("{}: {e}", path.display())),
-        }
-    }
+    let events = match read_events(&args.events) {
+        Ok(events) => events,
+        Err(code) => return code,
+    };
     // One dedup store and one sink for every event, as one warm Lambda instance.
     let dedup: Arc<dyn DedupStore> = Arc::new(MemoryStore::new());
     let sink = Arc::new(StdoutSink::new(args.format));
@@ -175,9 +189,59 @@ pub fn invoke(args: InvokeArgs) -> ExitCode {
     }
 }
 
-/// The counts of every event of an `invoke`, summed, on stderr.
+/// Reads the event files, in order.
+fn read_events(paths: &[PathBuf]) -> Result<Vec<(&PathBuf, Value)>, ExitCode> {
+    let mut events = Vec::with_capacity(paths.len());
+    for path in paths {
+        let event: Result<Value, String> = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
+        match event {
+            Ok(event) => events.push((path, event)),
+            Err(e) => return Err(usage_error(format!("{}: {e}", path.display()))),
+        }
+    }
+    Ok(events)
+}
+
+/// `invoke --aws`: one handler built as Lambda mode builds it, for every event.
+fn invoke_aws(paths: &[PathBuf]) -> ExitCode {
+    let (config, topic_arn, integrity) = match super::lambda::settings() {
+        Ok(settings) => settings,
+        Err(e) => return usage_error(e),
+    };
+    let events = match read_events(paths) {
+        Ok(events) => events,
+        Err(code) => return code,
+    };
+    let rt = runtime();
+    let handler = rt.block_on(super::lambda::aws_handler(&config, &topic_arn, integrity));
+    let mut total = Counters::default();
+    let mut failed = false;
+    for (path, event) in events {
+        let (result, counters) = rt.block_on(handler.handle_counted(event));
+        total.absorb(&counters);
+        match result {
+            Ok(response) => eprintln!("handler response: {response}"),
+            Err(e) => {
+                failed = true;
+                eprintln!("trailwatch: invocation failed: {}: {e}", path.display());
+            }
+        }
+    }
+    eprintln!("{}", invoke_summary(&total));
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The counts of every event of an `invoke`, summed, on stderr. Enrichment and
+/// response counts follow only when something was looked up or decided (a local
+/// `invoke` has neither).
 fn invoke_summary(c: &Counters) -> String {
-    format!(
+    let mut line = format!(
         "invoke: objects={} api_calls={} records={} matches={} alerts={} suppressed={} redeliveries={} allowed={} publish_failures={}",
         c.objects,
         c.api_calls,
@@ -187,8 +251,22 @@ fn invoke_summary(c: &Counters) -> String {
         c.suppressed,
         c.redeliveries,
         c.allowed,
-        c.publish_failures
-    )
+        c.publish_failures,
+    );
+    if c.enrichment.enriched + c.enrichment.errors > 0 {
+        line += &format!(
+            " enriched={} enrichment_errors={}",
+            c.enrichment.enriched, c.enrichment.errors
+        );
+    }
+    let responses = c.responses.taken + c.responses.skipped + c.responses.failures;
+    if responses + c.follow_ups > 0 {
+        line += &format!(
+            " responses_taken={} responses_skipped={} response_failures={} follow_ups={}",
+            c.responses.taken, c.responses.skipped, c.responses.failures, c.follow_ups
+        );
+    }
+    line
 }
 
 pub fn eventbridge_pattern(args: PatternArgs) -> ExitCode {

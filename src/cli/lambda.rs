@@ -21,39 +21,46 @@ fn init_logging() {
     lambda_runtime::tracing::init_default_subscriber();
 }
 
+/// Lambda mode's configuration: the environment's, with the alert topic, and
+/// whether digests are checked. The error names the variable.
+pub fn settings() -> Result<(Config, String, bool), trailwatch::config::ConfigError> {
+    let config = Config::from_env()?;
+    let topic_arn = config.require_topic()?.to_owned();
+    let integrity =
+        trailwatch::integrity::watch::enabled_from_env(|name| std::env::var(name).ok())?;
+    Ok((config, topic_arn, integrity))
+}
+
+/// The handler exactly as Lambda mode builds it (also `trailwatch invoke --aws`):
+/// the SDK configured from the environment (region, credentials,
+/// `AWS_ENDPOINT_URL`), S3 source, SNS sink (and Security Hub when enabled),
+/// DynamoDB windows when a table is set, enrichment and response clients, digest
+/// checks when on.
+pub async fn aws_handler(config: &Config, topic_arn: &str, integrity: bool) -> Handler {
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sink = trailwatch::sink::lambda_sink(config, &aws, topic_arn);
+    let handler = Handler::for_aws(config, &aws, sink);
+    if integrity {
+        let watch =
+            trailwatch::integrity::IntegrityWatch::for_aws(&aws, config.dedup_table.as_deref());
+        return handler.with_integrity(watch);
+    }
+    handler
+}
+
 pub fn run() -> ExitCode {
     init_logging();
     // Bad configuration fails the cold start with one message naming the variable.
-    let config = match Config::from_env()
-        .and_then(|c| c.require_topic().map(str::to_owned).map(|t| (c, t)))
-    {
-        Ok(config) => config,
+    let (config, topic_arn, integrity) = match settings() {
+        Ok(settings) => settings,
         Err(e) => {
             tracing::error!(error = %e, "invalid configuration");
             eprintln!("trailwatch: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let (config, topic_arn) = config;
-    let integrity =
-        match trailwatch::integrity::watch::enabled_from_env(|name| std::env::var(name).ok()) {
-            Ok(on) => on,
-            Err(e) => {
-                tracing::error!(error = %e, "invalid configuration");
-                eprintln!("trailwatch: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
     let result = runtime().block_on(async move {
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let sink = trailwatch::sink::lambda_sink(&config, &aws, &topic_arn);
-        let mut handler = Handler::for_aws(&config, &aws, sink);
-        if integrity {
-            let watch =
-                trailwatch::integrity::IntegrityWatch::for_aws(&aws, config.dedup_table.as_deref());
-            handler = handler.with_integrity(watch);
-        }
-        let handler = Arc::new(handler);
+        let handler = Arc::new(aws_handler(&config, &topic_arn, integrity).await);
         lambda_runtime::run(lambda_runtime::service_fn(
             move |event: lambda_runtime::LambdaEvent<Value>| {
                 let handler = Arc::clone(&handler);

@@ -124,6 +124,11 @@ pub struct ScanArgs {
     /// calling ListPublicKeys.
     #[arg(long = "public-keys", value_name = "FILE", requires = "verify")]
     pub public_keys: Vec<PathBuf>,
+    /// Look up what the rules declare (export task, snapshot, bucket owner) in
+    /// the account of each alert, with the credentials of the environment
+    /// (history is usually long finished: off by default).
+    #[arg(long)]
+    pub enrich: bool,
 }
 
 /// What a history (`s3://`) scan or backfill looks at, pruned by CloudTrail's key
@@ -191,6 +196,12 @@ pub struct InvokeArgs {
     /// Output: the SNS publish request, NDJSON documents, or one line per alert.
     #[arg(long, value_enum, default_value = "sns")]
     pub format: OutputFormat,
+    /// Run the handler exactly as Lambda mode does, against AWS as the SDK is
+    /// configured (region, credentials, AWS_ENDPOINT_URL): objects from S3,
+    /// alerts to TRAILWATCH_TOPIC_ARN, windows in TRAILWATCH_DEDUP_TABLE when set,
+    /// enrichment and response.
+    #[arg(long, conflicts_with_all = ["objects", "format"])]
+    pub aws: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

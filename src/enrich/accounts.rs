@@ -26,6 +26,10 @@ pub const SESSION_NAME: &str = "trailwatch";
 
 /// Attempts per call: one retry, the budget bounds the rest.
 const MAX_ATTEMPTS: u32 = 2;
+/// How long a failed `sts:GetCallerIdentity` is answered from memory: the
+/// concurrent lookups of an alert wait for one another's attempt, and without it
+/// each would try (and wait) again, in turn, until the budget runs out.
+const OWN_ACCOUNT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The RDS and S3 clients of one account and region.
 #[derive(Debug, Clone)]
@@ -39,6 +43,8 @@ pub struct MemberAccounts {
     base: SdkConfig,
     role_name: Option<String>,
     own_account: OnceCell<String>,
+    /// The last failure to learn it, and when.
+    own_account_failure: Mutex<Option<(std::time::Instant, CallError)>>,
     providers: Mutex<HashMap<String, SharedCredentialsProvider>>,
     clients: Mutex<HashMap<Place, Arc<Clients>>>,
     s3_path_style: bool,
@@ -69,6 +75,7 @@ impl MemberAccounts {
             base: base.clone(),
             role_name,
             own_account: OnceCell::new(),
+            own_account_failure: Mutex::new(None),
             providers: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             s3_path_style: false,
@@ -103,28 +110,54 @@ impl MemberAccounts {
     }
 
     /// The function's own account (`sts:GetCallerIdentity`, asked once; a failure
-    /// is asked again next time).
+    /// is remembered for [`OWN_ACCOUNT_RETRY_AFTER`], then asked again).
     pub async fn own_account(&self) -> Result<&str, CallError> {
         self.own_account
             .get_or_try_init(|| async {
-                let sts = aws_sdk_sts::Client::new(&self.base);
-                let identity = sts
-                    .get_caller_identity()
-                    .send()
-                    .await
-                    .map_err(|e| CallError {
-                        cause: classify(&e),
-                        message: aws_sdk_sts::error::DisplayErrorContext(e).to_string(),
-                        via: Some(GET_CALLER_IDENTITY),
-                    })?;
-                identity.account.ok_or_else(|| CallError {
-                    cause: Cause::Other,
-                    message: "GetCallerIdentity returned no account".into(),
-                    via: Some(GET_CALLER_IDENTITY),
-                })
+                let recent = self
+                    .own_account_failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .filter(|(at, _)| at.elapsed() < OWN_ACCOUNT_RETRY_AFTER)
+                    .map(|(_, e)| e.clone());
+                if let Some(e) = recent {
+                    return Err(e);
+                }
+                let asked = self.ask_own_account().await;
+                if let Err(e) = &asked {
+                    *self
+                        .own_account_failure
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) =
+                        Some((std::time::Instant::now(), e.clone()));
+                }
+                asked
             })
             .await
             .map(String::as_str)
+    }
+
+    async fn ask_own_account(&self) -> Result<String, CallError> {
+        let conf = self
+            .base
+            .to_builder()
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            .build();
+        let identity = aws_sdk_sts::Client::new(&conf)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| CallError {
+                cause: classify(&e),
+                message: aws_sdk_sts::error::DisplayErrorContext(e).to_string(),
+                via: Some(GET_CALLER_IDENTITY),
+            })?;
+        identity.account.ok_or_else(|| CallError {
+            cause: Cause::Other,
+            message: "GetCallerIdentity returned no account".into(),
+            via: Some(GET_CALLER_IDENTITY),
+        })
     }
 
     /// The clients acting in `at`.

@@ -293,14 +293,19 @@ impl Enrichment {
     }
 }
 
-/// Counts for an invocation's summary and metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Counts for an invocation's summary and metrics (part of
+/// [`crate::counters::Counters`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct EnrichCounters {
-    /// Alerts enriched (lookups attempted).
+    /// Matches enriched (lookups attempted).
     pub enriched: u64,
     /// Calls that failed, each listed in an alert's `enrichmentErrors`.
     pub errors: u64,
     pub errors_by_cause: std::collections::BTreeMap<Cause, u64>,
+    /// Matches whose severity an enrichment escalation raised (an export to an
+    /// unconfirmed, untrusted bucket).
+    pub escalations: u64,
 }
 
 impl EnrichCounters {
@@ -318,13 +323,15 @@ impl EnrichCounters {
         for (cause, n) in &other.errors_by_cause {
             *self.errors_by_cause.entry(*cause).or_default() += n;
         }
+        self.escalations += other.escalations;
     }
 
-    /// EMF metrics: `Enriched`, `EnrichmentErrors`.
-    pub fn metrics(&self) -> [(&'static str, u64); 2] {
+    /// EMF metrics: `Enriched`, `EnrichmentErrors`, `EnrichmentEscalations`.
+    pub fn metrics(&self) -> [(&'static str, u64); 3] {
         [
             ("Enriched", self.enriched),
             ("EnrichmentErrors", self.errors),
+            ("EnrichmentEscalations", self.escalations),
         ]
     }
 }

@@ -236,7 +236,11 @@ async fn throttled_and_denied_calls_name_their_cause() {
     counters.add(&found);
     assert_eq!(
         counters.metrics(),
-        [("Enriched", 1), ("EnrichmentErrors", 2)]
+        [
+            ("Enriched", 1),
+            ("EnrichmentErrors", 2),
+            ("EnrichmentEscalations", 0)
+        ]
     );
     assert_eq!(counters.errors_by_cause[&Cause::Throttled], 1);
 }

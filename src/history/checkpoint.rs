@@ -25,8 +25,8 @@ use serde_json::Value;
 
 use super::scan::PrefixOutcome;
 use super::window::Window;
+use crate::counters::Counters;
 use crate::detect::{Detector, Match};
-use crate::pipeline::Counters;
 
 const VERSION: u32 = 1;
 

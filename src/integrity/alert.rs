@@ -167,6 +167,7 @@ pub fn build(context: &DigestContext, findings: &[Finding]) -> Option<Notificati
             account: context.account.clone(),
             region: context.region.clone(),
             resources: Vec::new(),
+            product_fields: Vec::new(),
         };
         if notification.publish_bytes() <= SNS_PUBLISH_LIMIT || shown <= 1 {
             return Some(notification);

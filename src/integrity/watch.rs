@@ -33,9 +33,10 @@ use super::ledger::{DynamoLedger, LedgerError, MemoryLedger, ScanLedger};
 use super::verifier::{check_digest, fetch_digest, DigestProblem};
 use crate::aws_error::Cause;
 use crate::config::ConfigError;
+use crate::counters::Counters;
 use crate::decode::DecodeError;
 use crate::detect::{Detector, ObjectReport};
-use crate::pipeline::{Alerter, Counters};
+use crate::pipeline::Alerter;
 use crate::source::{ObjectRef, ObjectSource, SourceError};
 use crate::trigger::{classify_key, KeyKind};
 

@@ -124,8 +124,10 @@ pub struct Response {
     pub at: String,
 }
 
-/// Counts for an invocation's summary and EMF metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Counts for an invocation's summary and EMF metrics (part of
+/// [`crate::counters::Counters`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ResponseCounters {
     /// Cancels that took effect (`canceled`).
     pub taken: u64,

@@ -1,10 +1,10 @@
 //! A response in words: the e-mail's first lines, Security Hub's `ProductFields`,
-//! and the follow-up message for a cancel that completed after its alert.
+//! and the follow-up document for a cancel that completed after its alert (its
+//! notification is rendered by `alert`, as every other notification is).
 
 use serde::Serialize;
 
-use super::{Outcome, Response, ResponseMode};
-use crate::alert::{subject_line, Notification};
+use super::{Outcome, Response};
 use crate::rule::Severity;
 
 impl Response {
@@ -100,52 +100,6 @@ impl FollowUp {
             region: response.region.clone(),
             response,
             severity,
-        }
-    }
-
-    /// What a sink publishes: the document, a short e-mail, the alert's attributes.
-    /// Security Hub ignores it (not an `alert`).
-    pub fn notification(&self) -> Notification {
-        let r = &self.response;
-        let subject = subject_line(
-            self.severity,
-            &format!(
-                "Response to alert {}: export task {} {}",
-                self.alert_id,
-                r.target,
-                r.outcome.label()
-            ),
-        );
-        let mut email = format!(
-            "Follow-up to alert {} ({})\n\n",
-            self.alert_id, self.rule_id
-        );
-        for line in r.email_lines() {
-            email.push_str(&line);
-            email.push('\n');
-        }
-        email.push_str(&format!(
-            "\nMode:     {}\nAccount:  {}, region {}\nAt:       {}\n",
-            match r.mode {
-                ResponseMode::Cancel => "cancel",
-                ResponseMode::Report => "report",
-                ResponseMode::Off => "off",
-            },
-            r.account,
-            r.region,
-            r.at
-        ));
-        Notification {
-            kind: "response",
-            alert_id: self.alert_id.clone(),
-            subject,
-            document: serde_json::to_string(self).expect("follow-ups serialize"),
-            email,
-            severity: self.severity,
-            rule_id: self.rule_id.clone(),
-            account: self.account.clone(),
-            region: self.region.clone(),
-            resources: Vec::new(),
         }
     }
 }

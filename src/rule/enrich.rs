@@ -148,7 +148,8 @@ pub fn present_text<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'
 
 impl Containment {
     /// The first requirement that does not hold over `facts`, with the values its
-    /// conditions read (`enrichment.exportTask.status = complete`).
+    /// conditions read: `requires that the export is still restoring or writing
+    /// (starting or in_progress), but enrichment.exportTask.status = "complete"`.
     pub fn unmet(&self, facts: &Facts) -> Option<String> {
         let failed = self
             .requires
@@ -166,9 +167,9 @@ impl Containment {
             })
             .collect();
         Some(if values.is_empty() {
-            format!("not so that {}", failed.that)
+            format!("requires that {}", failed.that)
         } else {
-            format!("not so that {} ({})", failed.that, values.join(", "))
+            format!("requires that {}, but {}", failed.that, values.join(", "))
         })
     }
 

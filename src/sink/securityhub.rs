@@ -23,6 +23,8 @@ use crate::text::truncate_marked;
 const MAX_TITLE: usize = 256;
 const MAX_DESCRIPTION: usize = 1024;
 const MAX_PRODUCT_FIELD: usize = 2048;
+/// Security Hub takes at most 50 product fields per finding.
+const MAX_PRODUCT_FIELDS: usize = 50;
 const MAX_RESOURCE_ID: usize = 512;
 /// Security Hub takes at most 32 resources per finding.
 const MAX_RESOURCES: usize = 32;
@@ -169,6 +171,8 @@ pub fn finding_for(
             .take(MAX_RESOURCES - 1)
             .map(|r| resource(&r.kind, &r.id)),
     );
+    // The enrichment's and the response's own fields come after these (at most
+    // 32 more: Security Hub takes 50 per finding).
     let fields: HashMap<String, String> = [
         ("trailwatch/alertId", text(&["alertId"])),
         ("trailwatch/ruleId", notification.rule_id.clone()),
@@ -185,7 +189,10 @@ pub fn finding_for(
         ("trailwatch/source", text(&["source"])),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_owned(), cut(&v, MAX_PRODUCT_FIELD)))
+    .map(|(k, v)| (k.to_owned(), v))
+    .chain(notification.product_fields.iter().cloned())
+    .take(MAX_PRODUCT_FIELDS)
+    .map(|(k, v)| (k, cut(&v, MAX_PRODUCT_FIELD)))
     .collect();
     let mut finding = AwsSecurityFinding::builder()
         .schema_version("2018-10-08")

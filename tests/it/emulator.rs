@@ -18,9 +18,10 @@ use serde_json::Value;
 
 use trailwatch::alert::{alert_id, Notification};
 use trailwatch::aws_error::Cause;
+use trailwatch::counters::Counters;
 use trailwatch::dedup::{DedupStore, DynamoStore};
 use trailwatch::handler::Handler;
-use trailwatch::pipeline::{Alerter, Counters};
+use trailwatch::pipeline::Alerter;
 use trailwatch::rule::RuleSet;
 use trailwatch::sink::{AlertSink, SinkError};
 use trailwatch::source::{ObjectRef, S3Source};

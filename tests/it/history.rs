@@ -144,13 +144,13 @@ fn detector() -> Arc<Detector> {
 }
 
 fn alerter(sink: Arc<MemorySink>) -> Alerter {
-    Alerter {
-        rules: Arc::new(RuleSet::embedded()),
-        dedup: Arc::new(MemoryStore::new()),
+    Alerter::new(
+        Arc::new(RuleSet::embedded()),
+        Arc::new(MemoryStore::new()),
         sink,
-        allow: AllowList::default(),
-        window_minutes: None,
-    }
+        AllowList::default(),
+        None,
+    )
 }
 
 /// Alerts and roll-ups, with object names made comparable: `s3://BUCKET/` is

@@ -15,6 +15,7 @@ mod docs;
 mod docs_lists;
 mod emulator;
 mod enrich;
+mod enrich_respond;
 mod generator;
 mod handler;
 mod help;

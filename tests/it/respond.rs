@@ -266,13 +266,14 @@ async fn four_concurrent_instances_past_the_breaker_cancel_exactly_the_limit() {
         .is_empty());
 }
 
-/// The member role as `deploy/member-role.yaml` declares it: the lookups only,
-/// and the cancel only under `ResponseMode=cancel`, trusting only the function's
-/// role. (cfn-lint and `sam validate --lint` check the template's syntax.)
+/// The member role as `deploy/member.yaml` declares it: the lookups only, and the
+/// cancel only under `ResponseMode=cancel`, trusting only the function's role, in
+/// one region per account. (cfn-lint and `sam validate --lint` check the
+/// template's syntax.)
 #[test]
 fn the_member_role_grants_reads_and_the_cancel_only_when_enabled() {
     use serde_yaml_ng::Value;
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/member-role.yaml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/member.yaml");
     let template: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let resources = &template["Resources"];
     fn actions(statements: &Value) -> Vec<String> {
@@ -286,7 +287,9 @@ fn the_member_role_grants_reads_and_the_cancel_only_when_enabled() {
             })
             .collect()
     }
-    let role = &resources["MemberRole"]["Properties"];
+    let role = &resources["MemberRole"];
+    assert_eq!(role["Condition"], Value::from("CreateMemberRole"));
+    let role = &role["Properties"];
     let mut read: Vec<String> = role["Policies"]
         .as_sequence()
         .unwrap()
@@ -315,11 +318,32 @@ fn the_member_role_grants_reads_and_the_cancel_only_when_enabled() {
         actions(&cancel["Properties"]["PolicyDocument"]["Statement"]),
         ["rds:CancelExportTask"]
     );
-    let others: Vec<&Value> = resources
+    // Forwarding, the role and its cancel policy: nothing else.
+    let mut names: Vec<&str> = resources
         .as_mapping()
         .unwrap()
         .keys()
-        .filter(|k| *k != "MemberRole" && *k != "CancelExportTaskPolicy")
+        .filter_map(Value::as_str)
         .collect();
-    assert!(others.is_empty(), "unexpected resources: {others:?}");
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "CancelExportTaskPolicy",
+            "ForwardRole",
+            "ForwardRule",
+            "MemberRole"
+        ]
+    );
+    // The role exists once per account (IAM is global), and only when asked for;
+    // the cancel needs both the role and ResponseMode=cancel.
+    let text = std::fs::read_to_string(path).unwrap();
+    for needle in [
+        "CreateMemberRole: !And",
+        "!Equals [!Ref AWS::Region, !Ref MemberRoleRegion]",
+        "!Not [!Equals [!Ref TrailwatchRoleArn, \"\"]]",
+        "- !Condition CreateMemberRole\n    - !Equals [!Ref ResponseMode, cancel]",
+    ] {
+        assert!(text.contains(needle), "deploy/member.yaml lacks {needle:?}");
+    }
 }

@@ -608,3 +608,96 @@ fn grants_stay_narrow() {
     let description = rule["Assertions"][0]["AssertDescription"].as_str().unwrap();
     assert!(description.contains("UseEventBridge=false") && description.contains("IngestMode=sqs"));
 }
+
+/// The live function's grants for enrichment and response: what it may do in its
+/// own account, the member role it may assume, and `rds:CancelExportTask` only
+/// with `ResponseMode=cancel`. The backfill function neither looks up nor acts.
+#[test]
+fn acting_in_event_accounts_is_granted_only_as_configured() {
+    let template = template();
+    let policies = resource(&template, "LiveFunctionRole")["Properties"]["Policies"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let act = policies
+        .iter()
+        .find_map(|p| {
+            let branches = p["Fn::If"].as_array()?;
+            (branches[0] == "ActsInEventAccounts").then(|| branches[1].clone())
+        })
+        .expect("the act-in-event-accounts policy, only when enrichment or cancel is on");
+    let mut granted = Vec::new();
+    for statement in act["PolicyDocument"]["Statement"].as_array().unwrap() {
+        // (condition, statement): an unconditional statement has none.
+        let (condition, statement) = match statement["Fn::If"].as_array() {
+            Some(branches) => {
+                assert_eq!(branches[2], json!({"Ref": "AWS::NoValue"}));
+                (
+                    branches[0].as_str().unwrap().to_owned(),
+                    branches[1].clone(),
+                )
+            }
+            None => (String::new(), statement.clone()),
+        };
+        assert_eq!(statement["Effect"], "Allow");
+        let action = statement["Action"].as_str().unwrap().to_owned();
+        granted.push((condition, action, render(&statement["Resource"])));
+    }
+    let expected = [
+        (
+            "AssumesMemberRoles",
+            "sts:AssumeRole",
+            "arn:AWS::Partition:iam::*:role/MemberRoleName",
+        ),
+        ("", "rds:DescribeExportTasks", "*"),
+        (
+            "EnrichmentEnabled",
+            "rds:DescribeDBSnapshots",
+            "arn:AWS::Partition:rds:*:AWS::AccountId:snapshot:*",
+        ),
+        (
+            "EnrichmentEnabled",
+            "rds:DescribeDBClusterSnapshots",
+            "arn:AWS::Partition:rds:*:AWS::AccountId:cluster-snapshot:*",
+        ),
+        (
+            "EnrichmentEnabled",
+            "s3:ListBucket",
+            "arn:AWS::Partition:s3:::*",
+        ),
+        ("CancelEnabled", "rds:CancelExportTask", "*"),
+    ];
+    let granted: Vec<(&str, &str, &str)> = granted
+        .iter()
+        .map(|(c, a, r)| (c.as_str(), a.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(granted, expected);
+    let conditions = &template["Conditions"];
+    assert_eq!(
+        conditions["CancelEnabled"],
+        json!({"Fn::Equals": [{"Ref": "ResponseMode"}, "cancel"]})
+    );
+    assert_eq!(template["Parameters"]["ResponseMode"]["Default"], "report");
+    // The live function is configured from the parameters; the backfill function
+    // is told to do neither.
+    let live = &resource(&template, "TrailwatchFunction")["Properties"]["Environment"]["Variables"];
+    for (variable, parameter) in [
+        ("TRAILWATCH_ENRICH", "EnableEnrichment"),
+        ("TRAILWATCH_ENRICH_TIMEOUT_MS", "EnrichTimeoutMs"),
+        ("TRAILWATCH_MEMBER_ROLE_NAME", "MemberRoleName"),
+        ("TRAILWATCH_TRUSTED_BUCKETS", "TrustedBuckets"),
+        ("TRAILWATCH_TRUSTED_ACCOUNTS", "TrustedAccounts"),
+        ("TRAILWATCH_RESPONSE", "ResponseMode"),
+        ("TRAILWATCH_RESPONSE_MAX_PER_HOUR", "ResponseMaxPerHour"),
+    ] {
+        assert_eq!(live[variable], json!({"Ref": parameter}), "{variable}");
+    }
+    let backfill =
+        &resource(&template, "BackfillFunction")["Properties"]["Environment"]["Variables"];
+    assert_eq!(backfill["TRAILWATCH_ENRICH"], "false");
+    assert_eq!(backfill["TRAILWATCH_RESPONSE"], "off");
+    assert_eq!(
+        template["Outputs"]["FunctionRoleArn"]["Value"],
+        json!({"Fn::GetAtt": ["LiveFunctionRole", "Arn"]})
+    );
+}

@@ -17,10 +17,10 @@ use crate::support::corpus::{self, Options};
 use crate::support::fixtures::{self, gzip, log_file};
 
 use trailwatch::config::Config;
+use trailwatch::counters::Counters;
 use trailwatch::decode::Limits;
 use trailwatch::dedup::MemoryStore;
 use trailwatch::handler::{Failure, Handler, HandlerError};
-use trailwatch::pipeline::Counters;
 use trailwatch::rule::RuleSet;
 use trailwatch::sink::MemorySink;
 use trailwatch::source::{MemorySource, ObjectRef};

@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 
 use trailwatch::alert::{build_alert, build_rollup, Notification, SNS_PUBLISH_LIMIT};
 use trailwatch::config::AllowList;
+use trailwatch::counters::Counters;
 use trailwatch::dedup::{DedupKey, DedupStore, DynamoStore, MemoryStore, Rollup};
 use trailwatch::detect::Match;
-use trailwatch::pipeline::{Alerter, Counters};
+use trailwatch::pipeline::Alerter;
 use trailwatch::rule::{Rule, RuleSet};
 use trailwatch::sink::MemorySink;
 
@@ -91,13 +92,13 @@ fn matched(rules: &RuleSet, rule_id: &str, record: Value) -> Match {
 
 fn alerter(rules: RuleSet, dedup: Arc<dyn DedupStore>) -> (Alerter, Arc<MemorySink>) {
     let sink = Arc::new(MemorySink::new());
-    let alerter = Alerter {
-        rules: Arc::new(rules),
+    let alerter = Alerter::new(
+        Arc::new(rules),
         dedup,
-        sink: sink.clone(),
-        allow: AllowList::default(),
-        window_minutes: None,
-    };
+        sink.clone(),
+        AllowList::default(),
+        None,
+    );
     (alerter, sink)
 }
 
@@ -441,3 +442,7 @@ fn missing_fields_read_unknown() {
 // ---- the companion rule: AWS.RDS.SnapshotShared ------------------------------
 
 mod shared_rule;
+
+// ---- alerts with enrichment and a response -------------------------------------
+
+mod enriched;

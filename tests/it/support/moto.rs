@@ -99,6 +99,19 @@ impl MotoServer {
     /// AWS's. It is moto's own server application behind one lock, run by the
     /// Python interpreter of the `moto_server` script.
     pub fn start_serialized() -> MotoServer {
+        Self::start_script(false)
+    }
+
+    /// Like [`MotoServer::start_serialized`], with the export tasks
+    /// `StartExportTask` creates left `starting`, as a real task is while it
+    /// restores its snapshot (minutes), instead of moto's `complete` at once. The
+    /// calls are moto's own (DescribeExportTasks, CancelExportTask), so a test can
+    /// run the containment's real call path against a task it may cancel.
+    pub fn start_with_running_exports() -> MotoServer {
+        Self::start_script(true)
+    }
+
+    fn start_script(running_exports: bool) -> MotoServer {
         let exe = find_moto_server();
         let interpreter = script_interpreter(&exe);
         Self::start_with(&exe, |port| {
@@ -108,6 +121,11 @@ impl MotoServer {
                 SERIALIZED_SERVER,
                 "127.0.0.1",
                 &port.to_string(),
+                if running_exports {
+                    "running-exports"
+                } else {
+                    ""
+                },
             ]);
             command
         })
@@ -231,7 +249,8 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// moto's server application (as `moto_server` builds it) with every request
-/// handled under one lock. Arguments: host, port.
+/// handled under one lock. Arguments: host, port, and `running-exports` to leave
+/// new RDS export tasks `starting` (see [`MotoServer::start_with_running_exports`]).
 const SERIALIZED_SERVER: &str = r#"
 import os, sys, threading
 from werkzeug.serving import run_simple
@@ -239,6 +258,13 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 
 host, port = sys.argv[1], int(sys.argv[2])
 os.environ.setdefault("MOTO_PORT", str(port))
+if len(sys.argv) > 3 and sys.argv[3] == "running-exports":
+    import moto.rds.models as rds
+    created = rds.ExportTask.__init__
+    def starting(self, *args, **kwargs):
+        created(self, *args, **kwargs)
+        self.status = "starting"
+    rds.ExportTask.__init__ = starting
 app = DomainDispatcherApplication(create_backend_app)
 lock = threading.Lock()
 

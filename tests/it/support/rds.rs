@@ -145,3 +145,50 @@ pub async fn config_for(endpoint: &str) -> SdkConfig {
         .load()
         .await
 }
+
+/// An RDS endpoint that refuses every call: HTTP 403 with RDS's `AccessDenied`
+/// error (the Query protocol's XML), as a role without the permission gets it.
+/// Point a process at it with `AWS_ENDPOINT_URL_RDS`.
+pub struct Denier {
+    pub endpoint: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Denier {
+    pub async fn start() -> Denier {
+        use http_body_util::Full;
+        use hyper::body::Bytes;
+        use hyper_util::rt::TokioIo;
+
+        const DENIED: &str = "<ErrorResponse xmlns=\"http://rds.amazonaws.com/doc/2014-10-31/\">\
+            <Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: \
+            arn:aws:sts::123456789012:assumed-role/trailwatch/fn is not authorized to perform \
+            this rds action</Message></Error><RequestId>denied-1</RequestId></ErrorResponse>";
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind the denier");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_request| async {
+                        hyper::Response::builder()
+                            .status(403)
+                            .header("content-type", "text/xml")
+                            .body(Full::new(Bytes::from_static(DENIED.as_bytes())))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Denier { endpoint, server }
+    }
+}
+
+impl Drop for Denier {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}

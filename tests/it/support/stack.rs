@@ -63,7 +63,17 @@ impl Stack {
     /// server answers one request at a time, as atomically as AWS does (see
     /// [`MotoServer::start_serialized`]).
     pub async fn start() -> Stack {
-        let server = tokio::task::spawn_blocking(MotoServer::start_serialized)
+        Stack::on(MotoServer::start_serialized).await
+    }
+
+    /// [`Stack::start`] on a server whose new RDS export tasks stay `starting`
+    /// (see [`MotoServer::start_with_running_exports`]).
+    pub async fn with_running_exports() -> Stack {
+        Stack::on(MotoServer::start_with_running_exports).await
+    }
+
+    async fn on(start: fn() -> MotoServer) -> Stack {
+        let server = tokio::task::spawn_blocking(start)
             .await
             .expect("moto_server starts");
         let conf = server.sdk_config().await;
@@ -156,16 +166,26 @@ impl Stack {
     }
 
     /// The function's configuration, as Lambda would pass it in the environment,
-    /// with dedup windows in `table`.
+    /// with dedup windows in `table`, enrichment and response off: the tests of
+    /// the other steps do not depend on what the emulator holds of RDS and S3
+    /// (tests/it/enrich_respond.rs turns them on, [`Stack::config_with`]).
     pub fn config(&self, table: &str) -> Config {
-        let topic = self.topic_arn.clone();
-        let table = table.to_owned();
-        Config::from_lookup(|name| match name {
-            "TRAILWATCH_TOPIC_ARN" => Some(topic.clone()),
-            "TRAILWATCH_DEDUP_TABLE" => Some(table.clone()),
-            _ => None,
-        })
-        .expect("valid configuration")
+        self.config_with(table, &[])
+    }
+
+    /// [`Stack::config`] with more variables (they win over its own).
+    pub fn config_with(&self, table: &str, vars: &[(&str, &str)]) -> Config {
+        let mut env: std::collections::HashMap<String, String> = [
+            ("TRAILWATCH_TOPIC_ARN", self.topic_arn.as_str()),
+            ("TRAILWATCH_DEDUP_TABLE", table),
+            ("TRAILWATCH_ENRICH", "false"),
+            ("TRAILWATCH_RESPONSE", "off"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Config::from_lookup(|name| env.get(name).cloned()).expect("valid configuration")
     }
 
     /// The SNS sink of the function.
@@ -177,6 +197,16 @@ impl Stack {
     /// publishing through `sink` when given, through SNS otherwise.
     pub fn handler(&self, sink: Option<Arc<dyn AlertSink>>) -> Handler {
         self.handler_on(&self.table, sink)
+    }
+
+    /// [`Stack::handler`] with more variables (`TRAILWATCH_ENRICH=true`,
+    /// `TRAILWATCH_RESPONSE=cancel`...), publishing through SNS.
+    pub fn handler_with(&self, vars: &[(&str, &str)]) -> Handler {
+        Handler::for_aws(
+            &self.config_with(&self.table, vars),
+            &self.conf,
+            self.sns_sink(),
+        )
     }
 
     /// [`Stack::handler`] with dedup windows in another table.
