@@ -173,6 +173,8 @@ fn runs_offline(words: &[String]) -> bool {
         words.get(1).map(String::as_str),
         Some("scan" | "invoke" | "test" | "eventbridge-pattern" | "--help" | "--version")
     );
+    // `invoke --aws` and `scan --enrich` call AWS whatever their paths.
+    let needs_aws = words.iter().any(|w| w == "--aws" || w == "--enrich");
     let placeholder = words.iter().any(|w| {
         w.contains(['[', ']', '|', '<', '>', '…'])
             || w.starts_with("s3://")
@@ -181,7 +183,7 @@ fn runs_offline(words: &[String]) -> bool {
                 && w.chars()
                     .all(|c| c.is_ascii_uppercase() || c == '_' || c == '.'))
     });
-    offline_command && !placeholder
+    offline_command && !placeholder && !needs_aws
 }
 
 fn make_targets() -> BTreeSet<String> {
@@ -441,6 +443,12 @@ fn the_checks_find_what_they_look_for() {
     assert_eq!(flags_shown(&first[0]), ["--format", "--jobs"]);
     assert!(!runs_offline(&first[0]), "a synopsis");
     assert_eq!(first[1], ["make", "run"]);
+    assert!(!runs_offline(
+        &"trailwatch invoke --aws events/eventbridge-api-call.json"
+            .split(' ')
+            .map(String::from)
+            .collect::<Vec<_>>()
+    ));
     let second = shown_commands(&blocks[1]);
     assert_eq!(flags_shown(&second[0]), ["--objects"]);
     assert!(runs_offline(&second[0]), "a runnable example: {second:?}");
