@@ -5,7 +5,7 @@
 //! [`super::lease`], write on condition that the version is still the one read, and
 //! plan again on conflict. The items are encoded in module `item`; the table, the
 //! guarantees (one alert per window, at least once, redeliveries, expiry, roll-ups)
-//! and their reasoning are in `docs/dedup-dynamodb.md`.
+//! and their reasoning are in `docs/design.md` (*In DynamoDB*).
 
 mod item;
 

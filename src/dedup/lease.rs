@@ -8,7 +8,7 @@
 //! of its own), redelivery detection by `eventID` and content fingerprint, expiry,
 //! and the roll-up batches cut from closed windows. The I/O (conditional writes,
 //! retries) is in [`super::dynamo`]; the design and its guarantees are written up
-//! in `docs/dedup-dynamodb.md`.
+//! in `docs/design.md` (*In DynamoDB*).
 
 use serde::{Deserialize, Serialize};
 

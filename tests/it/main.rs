@@ -12,6 +12,7 @@ mod bad_input;
 mod cli;
 mod differential;
 mod docs;
+mod docs_lists;
 mod emulator;
 mod enrich;
 mod enrich_respond;

@@ -1,6 +1,6 @@
 //! The DynamoDB items of the dedup store: window and roll-up records as typed
 //! structs, encoded and decoded by `serde_dynamo`. The attributes are listed in
-//! `docs/dedup-dynamodb.md`.
+//! `docs/design.md` (*In DynamoDB*).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
