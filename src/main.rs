@@ -7,12 +7,10 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     match cli.command {
         Some(Command::Lambda) => cli::lambda::run(),
