@@ -3,19 +3,25 @@
 //! unchained), severity High, under its own rule id so that subscribers can route
 //! it. It goes through the same sinks as the rule alerts, with the same SNS shape
 //! (`default` and `email` variants, subject, message attributes) and within the
-//! same size limit.
+//! same size limit; in Security Hub it is a finding whose resources are the digest
+//! and the log files it names.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::alert::{alert_id, subject_line, Notification, SNS_PUBLISH_LIMIT};
+use crate::alert::{alert_id, subject_line, AlertResource, Notification, SNS_PUBLISH_LIMIT};
 use crate::rule::Severity;
 use crate::time::format_ms;
 
 /// The rule id integrity alerts carry (`rule_id` message attribute).
 pub const RULE_ID: &str = "Trailwatch.CloudTrail.Integrity";
 const DISPLAY_NAME: &str = "CloudTrail log integrity";
+/// MITRE ATT&CK: Defense Evasion, Indicator Removal (deleted or altered logs).
+const MITRE: &[&str] = &["TA0005:T1070"];
+/// Objects named as finding resources (Security Hub takes 32 per finding, one
+/// is the account).
+const MAX_RESOURCES: usize = 20;
 /// Findings listed in one alert; the rest are counted.
 const MAX_FINDINGS: usize = 50;
 
@@ -74,6 +80,7 @@ struct IntegrityDocument<'a> {
     severity: Severity,
     description: &'static str,
     runbook: &'static str,
+    mitre: &'static [&'static str],
     account: &'a str,
     region: &'a str,
     digest: &'a str,
@@ -148,6 +155,7 @@ pub fn build(context: &DigestContext, findings: &[Finding]) -> Option<Notificati
             severity: Severity::High,
             description: DESCRIPTION,
             runbook: RUNBOOK,
+            mitre: MITRE,
             account: &context.account,
             region: &context.region,
             digest: &context.digest,
@@ -166,14 +174,58 @@ pub fn build(context: &DigestContext, findings: &[Finding]) -> Option<Notificati
             rule_id: RULE_ID.to_owned(),
             account: context.account.clone(),
             region: context.region.clone(),
-            resources: Vec::new(),
-            product_fields: Vec::new(),
+            resources: resources(context, findings),
+            product_fields: product_fields(context, findings),
         };
         if notification.publish_bytes() <= SNS_PUBLISH_LIMIT || shown <= 1 {
             return Some(notification);
         }
         shown /= 2;
     }
+}
+
+/// The digest and the objects found wrong (each once), as ASFF resources.
+fn resources(context: &DigestContext, findings: &[Finding]) -> Vec<AlertResource> {
+    let mut objects: Vec<&str> = vec![&context.digest];
+    for f in findings {
+        if !objects.contains(&f.object.as_str()) {
+            objects.push(&f.object);
+        }
+    }
+    objects
+        .into_iter()
+        .take(MAX_RESOURCES)
+        .map(|object| AlertResource {
+            kind: "AwsS3Object".to_owned(),
+            id: object.to_owned(),
+        })
+        .collect()
+}
+
+/// Security Hub `ProductFields` of an integrity finding (`trailwatch/integrity/...`).
+fn product_fields(context: &DigestContext, findings: &[Finding]) -> Vec<(String, String)> {
+    let count = |kind: FindingKind| findings.iter().filter(|f| f.kind == kind).count();
+    let mut fields = vec![
+        ("digest", context.digest.clone()),
+        ("findings", findings.len().to_string()),
+        ("missing", count(FindingKind::Missing).to_string()),
+        ("modified", count(FindingKind::Modified).to_string()),
+        (
+            "invalidDigest",
+            count(FindingKind::InvalidDigest).to_string(),
+        ),
+        ("brokenChain", count(FindingKind::BrokenChain).to_string()),
+    ];
+    if let Some(start) = context.start_ms {
+        fields.push(("hourStart", format_ms(start)));
+    }
+    if let Some(end) = context.end_ms {
+        fields.push(("hourEnd", format_ms(end)));
+    }
+    fields
+        .into_iter()
+        .map(|(name, value)| (format!("trailwatch/integrity/{name}"), value))
+        .collect()
 }
 
 fn email(context: &DigestContext, title: &str, findings: &[Finding], omitted: usize) -> String {

@@ -111,14 +111,15 @@ fn cut(text: &str, max: usize) -> String {
     truncate_marked(text, max).into_owned()
 }
 
-/// The finding for an alert; `None` for a roll-up. `now` is the wall-clock
-/// `UpdatedAt` (Security Hub keeps the finding with the latest one).
+/// The finding for an alert or an integrity alert; `None` for a roll-up or a
+/// follow-up. `now` is the wall-clock `UpdatedAt` (Security Hub keeps the finding
+/// with the latest one).
 pub fn finding_for(
     notification: &Notification,
     product_arn: &str,
     now: &str,
 ) -> Result<Option<AwsSecurityFinding>, String> {
-    if notification.kind != "alert" {
+    if !matches!(notification.kind, "alert" | "integrity") {
         return Ok(None);
     }
     let doc: Value = serde_json::from_str(&notification.document)
@@ -139,7 +140,12 @@ pub fn finding_for(
                 .collect()
         })
         .unwrap_or_default();
-    let event_time = text(&["eventTime"]);
+    // An alert is observed when its record happened; an integrity alert at the
+    // end of the hour its digest covers.
+    let event_time = [text(&["eventTime"]), text(&["digestEnd"])]
+        .into_iter()
+        .find(|t| crate::time::parse_event_time(t).is_some())
+        .unwrap_or_default();
     let observed = if crate::time::parse_event_time(&event_time).is_some() {
         event_time
     } else {
@@ -173,23 +179,25 @@ pub fn finding_for(
     );
     // The enrichment's and the response's own fields come after these (at most
     // 32 more: Security Hub takes 50 per finding).
+    let field = |path: &[&str]| rule::lookup(&doc, path).map(|v| rule::scalar_text(Some(v)));
     let fields: HashMap<String, String> = [
-        ("trailwatch/alertId", text(&["alertId"])),
-        ("trailwatch/ruleId", notification.rule_id.clone()),
-        ("trailwatch/dedupKey", text(&["dedupKey"])),
-        ("trailwatch/eventId", text(&["eventId"])),
-        ("trailwatch/eventTime", text(&["eventTime"])),
-        ("trailwatch/account", notification.account.clone()),
-        ("trailwatch/region", notification.region.clone()),
-        ("trailwatch/principalArn", text(&["principal", "arn"])),
-        ("trailwatch/principalType", text(&["principal", "type"])),
-        ("trailwatch/principalName", text(&["principal", "name"])),
-        ("trailwatch/sourceIPAddress", text(&["sourceIPAddress"])),
-        ("trailwatch/userAgent", text(&["userAgent"])),
-        ("trailwatch/source", text(&["source"])),
+        ("trailwatch/alertId", field(&["alertId"])),
+        ("trailwatch/ruleId", Some(notification.rule_id.clone())),
+        ("trailwatch/dedupKey", field(&["dedupKey"])),
+        ("trailwatch/eventId", field(&["eventId"])),
+        ("trailwatch/eventTime", field(&["eventTime"])),
+        ("trailwatch/account", Some(notification.account.clone())),
+        ("trailwatch/region", Some(notification.region.clone())),
+        ("trailwatch/principalArn", field(&["principal", "arn"])),
+        ("trailwatch/principalType", field(&["principal", "type"])),
+        ("trailwatch/principalName", field(&["principal", "name"])),
+        ("trailwatch/sourceIPAddress", field(&["sourceIPAddress"])),
+        ("trailwatch/userAgent", field(&["userAgent"])),
+        ("trailwatch/source", field(&["source"])),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
+    // Only what the document has (an integrity alert has no principal).
+    .filter_map(|(k, v)| Some((k.to_owned(), v?)))
     .chain(notification.product_fields.iter().cloned())
     .take(MAX_PRODUCT_FIELDS)
     .map(|(k, v)| (k, cut(&v, MAX_PRODUCT_FIELD)))
@@ -287,5 +295,63 @@ mod tests {
             "arn:aws:securityhub:eu-west-1:123456789012:product/123456789012/default"
         );
         assert_eq!(finding_id("abc"), "trailwatch/alert/abc");
+    }
+
+    #[test]
+    fn an_integrity_alert_is_a_finding_on_its_digest_and_files() {
+        use crate::integrity::alert::{build, DigestContext, Finding, FindingKind};
+        let digest =
+            "s3://trail/AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2024/03/15/d.json.gz";
+        let missing = "s3://trail/AWSLogs/111122223333/CloudTrail/us-east-1/2024/03/15/f.json.gz";
+        let context = DigestContext {
+            digest: digest.into(),
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            start_ms: Some(1_710_496_891_000),
+            end_ms: Some(1_710_500_491_000),
+        };
+        let findings = [Finding {
+            kind: FindingKind::Missing,
+            object: missing.into(),
+            detail: "listed by the digest, not in the bucket".into(),
+        }];
+        let notification = build(&context, &findings).unwrap();
+        let product = product_arn("aws", "us-east-1", "999988887777");
+        let finding = finding_for(&notification, &product, "2024-03-15T12:00:00Z")
+            .unwrap()
+            .expect("integrity alerts are findings");
+        assert_eq!(finding.types(), ["TTPs/Defense Evasion/T1070"]);
+        assert_eq!(finding.aws_account_id(), Some("999988887777"));
+        // Observed at the end of the digest's hour, not when it was checked.
+        assert_eq!(
+            finding.first_observed_at(),
+            Some(crate::time::format_ms(1_710_500_491_000).as_str())
+        );
+        let resources: Vec<(&str, &str)> = finding
+            .resources()
+            .iter()
+            .map(|r| (r.r#type().unwrap_or(""), r.id().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            resources,
+            [
+                ("AwsAccount", "AWS::::Account:111122223333"),
+                ("AwsS3Object", digest),
+                ("AwsS3Object", missing)
+            ]
+        );
+        let fields = finding.product_fields().unwrap();
+        assert_eq!(fields["trailwatch/integrity/missing"], "1");
+        assert_eq!(fields["trailwatch/integrity/digest"], digest);
+        assert_eq!(
+            fields["trailwatch/ruleId"],
+            "Trailwatch.CloudTrail.Integrity"
+        );
+        // No principal: an integrity alert has none, and says nothing of one.
+        assert!(
+            !fields.contains_key("trailwatch/principalArn"),
+            "{fields:?}"
+        );
+        assert!(fields.values().all(|v| v != "unknown"), "{fields:?}");
     }
 }
