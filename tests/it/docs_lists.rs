@@ -12,6 +12,9 @@
 //!   `src/` reads.
 //! - `docs/deploy.md`: a table row for every parameter of `template.yaml` and
 //!   `deploy/member.yaml`.
+//! - Every stack setting the pages show (`Name=value` in a code span,
+//!   `--parameter-overrides Name=value`, `ParameterKey=Name,ParameterValue=value`)
+//!   names a parameter of a template, with a value it allows.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -334,6 +337,158 @@ fn deploy_lists_every_parameter_of_the_templates() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// Every parameter of the templates, with its `AllowedValues` (empty: any).
+fn parameters_with_values() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for template in templates() {
+        let text = std::fs::read_to_string(&template).unwrap();
+        let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        let Some(parameters) = yaml.get("Parameters").and_then(|p| p.as_mapping()) else {
+            continue;
+        };
+        for (name, parameter) in parameters {
+            let allowed: BTreeSet<String> = parameter
+                .get("AllowedValues")
+                .and_then(|v| v.as_sequence())
+                .map(|values| {
+                    values
+                        .iter()
+                        .filter_map(|v| match v {
+                            serde_yaml_ng::Value::String(s) => Some(s.clone()),
+                            serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
+                            serde_yaml_ng::Value::Bool(b) => Some(b.to_string()),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let entry: &mut BTreeSet<String> =
+                out.entry(name.as_str().unwrap().to_owned()).or_default();
+            entry.extend(allowed);
+        }
+    }
+    out
+}
+
+/// `Name=value` when `Name` reads as a stack parameter (`IngestMode=sqs`).
+fn setting(word: &str) -> Option<(String, String)> {
+    let (name, value) = word.split_once('=')?;
+    // `TRYCMD=overwrite` is an environment variable, not a parameter.
+    let pascal = name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name.chars().any(|c| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric());
+    (pascal && !value.is_empty()).then(|| (name.to_owned(), value.to_owned()))
+}
+
+/// The stack settings a page shows: code spans of prose that are one setting,
+/// and in fenced blocks the words after `--parameter-overrides` (continuation
+/// lines joined) and `ParameterKey=X,ParameterValue=Y`.
+fn settings_shown(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (_, line) in prose(text) {
+        for (i, span) in line.split('`').enumerate() {
+            // A span of settings only (`A=x B=y`), not a command that has one.
+            let words: Option<Vec<_>> = span.split_whitespace().map(setting).collect();
+            if i % 2 == 1 {
+                out.extend(words.unwrap_or_default());
+            }
+        }
+    }
+    let prose_lines: BTreeSet<usize> = prose(text).into_iter().map(|(n, _)| n).collect();
+    let mut command = String::new();
+    for (i, line) in text.lines().enumerate() {
+        if prose_lines.contains(&(i + 1)) {
+            continue;
+        }
+        command.push_str(line.trim_end().trim_end_matches('\\'));
+        command.push(' ');
+        if line.trim_end().ends_with('\\') {
+            continue;
+        }
+        let words: Vec<&str> = command.split_whitespace().collect();
+        if let Some(at) = words.iter().position(|w| *w == "--parameter-overrides") {
+            out.extend(
+                words[at + 1..]
+                    .iter()
+                    .take_while(|w| !w.starts_with("--"))
+                    .filter_map(|w| setting(w)),
+            );
+        }
+        for word in &words {
+            let mut key = None;
+            let mut value = None;
+            for part in word.split(',') {
+                if let Some(k) = part.strip_prefix("ParameterKey=") {
+                    key = Some(k.to_owned());
+                }
+                if let Some(v) = part.strip_prefix("ParameterValue=") {
+                    value = Some(v.to_owned());
+                }
+            }
+            if let (Some(k), Some(v)) = (key, value) {
+                out.push((k, v));
+            }
+        }
+        command.clear();
+    }
+    out
+}
+
+/// Names that read as settings in the pages and are not stack parameters.
+const NOT_PARAMETERS: &[&str] = &["MessageStructure", "ReturnValuesOnConditionCheckFailure"];
+
+/// What is wrong with the settings shown, one line each.
+fn wrong_settings(
+    page: &str,
+    shown: &[(String, String)],
+    parameters: &std::collections::BTreeMap<String, BTreeSet<String>>,
+) -> Vec<String> {
+    let placeholder = |v: &str| v.contains('<') || v.contains("...") || v.contains('$');
+    let mut problems = Vec::new();
+    for (name, value) in shown {
+        if NOT_PARAMETERS.contains(&name.as_str()) {
+            continue;
+        }
+        match parameters.get(name) {
+            None => problems.push(format!(
+                "{page}: {name}={value}: no template has a parameter {name}"
+            )),
+            Some(allowed)
+                if !allowed.is_empty() && !placeholder(value) && !allowed.contains(value) =>
+            {
+                problems.push(format!(
+                    "{page}: {name}={value}: {name} allows only {allowed:?}"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
+#[test]
+fn stack_settings_the_pages_show_exist_with_values_they_allow() {
+    let parameters = parameters_with_values();
+    let mut pages = vec![root().join("README.md")];
+    for entry in std::fs::read_dir(root().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(path);
+        }
+    }
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let shown = settings_shown(&text);
+        checked += shown.len();
+        let name = page.strip_prefix(root()).unwrap().display().to_string();
+        problems.extend(wrong_settings(&name, &shown, &parameters));
+    }
+    assert!(checked > 10, "the pages show settings ({checked} found)");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[test]
 fn the_list_checks_find_what_they_look_for() {
     let page = "# P\n## Alarms\n### AAlarm\n```sh\n### NotAHeading\n```\n### BAlarm\n## Metrics\n\
@@ -365,4 +520,41 @@ fn the_list_checks_find_what_they_look_for() {
     let map = code_map("## Code map\n- `decode`: the scanner (`scanner/`, `src/x.rs`).\n- not one\n## Next\n- `no`: x\n");
     assert_eq!(map.len(), 1);
     assert_eq!(paths_in(&map[0].1), ["scanner/", "src/x.rs"]);
+    let page = "Use `IngestMode=sqs` and `TRAILWATCH_X=1`, `Mode=x`, `aws x Aa=b`, `Aa=1 Bb=2`.\n```sh\n\
+                sam deploy --parameter-overrides TrailBucketName=b \\\n  IngestMode=batch --guided\n\
+                aws cloudformation create-stack-set --parameters ParameterKey=ResponseMode,ParameterValue=<mode> \\\n  \
+                --auto-deployment Enabled=true\n```\n";
+    let shown = settings_shown(page);
+    let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+    assert_eq!(
+        shown,
+        [
+            pair("IngestMode", "sqs"),
+            pair("Mode", "x"),
+            pair("Aa", "1"),
+            pair("Bb", "2"),
+            pair("TrailBucketName", "b"),
+            pair("IngestMode", "batch"),
+            pair("ResponseMode", "<mode>"),
+        ]
+    );
+    let mut parameters = std::collections::BTreeMap::new();
+    parameters.insert(
+        "IngestMode".to_owned(),
+        ["direct", "sqs"].map(String::from).into(),
+    );
+    parameters.insert("TrailBucketName".to_owned(), BTreeSet::new());
+    parameters.insert(
+        "ResponseMode".to_owned(),
+        ["off", "report", "cancel"].map(String::from).into(),
+    );
+    assert_eq!(
+        wrong_settings("p.md", &shown, &parameters),
+        [
+            "p.md: Mode=x: no template has a parameter Mode",
+            "p.md: Aa=1: no template has a parameter Aa",
+            "p.md: Bb=2: no template has a parameter Bb",
+            "p.md: IngestMode=batch: IngestMode allows only {\"direct\", \"sqs\"}"
+        ]
+    );
 }
