@@ -19,11 +19,13 @@ use sha2::{Digest as _, Sha256};
 use trailwatch::config::Config;
 use trailwatch::dedup::MemoryStore;
 use trailwatch::handler::Handler;
+use trailwatch::integrity::alert::{build, DigestContext, Finding, FindingKind};
 use trailwatch::integrity::digest::{hex, Digest};
 use trailwatch::integrity::keys::StaticKeys;
 use trailwatch::integrity::ledger::{DynamoLedger, MemoryLedger, ScanLedger};
 use trailwatch::integrity::IntegrityWatch;
 use trailwatch::rule::RuleSet;
+use trailwatch::sink::securityhub::{finding_for, product_arn};
 use trailwatch::sink::MemorySink;
 use trailwatch::source::{MemorySource, ObjectRef};
 
@@ -957,4 +959,63 @@ async fn list_public_keys_through_the_sdk_pages_and_reports_throttling() {
         "{error}"
     );
     assert!(error.to_string().contains("us-east-2"), "{error}");
+}
+
+/// With Security Hub on, an integrity alert is imported like a rule alert
+/// (tested here, not in the sink's unit tests, so that `sink` does not import
+/// `integrity`, which publishes through it).
+#[test]
+fn an_integrity_alert_is_a_finding_on_its_digest_and_files() {
+    let digest = "s3://trail/AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2024/03/15/d.json.gz";
+    let missing = "s3://trail/AWSLogs/111122223333/CloudTrail/us-east-1/2024/03/15/f.json.gz";
+    let context = DigestContext {
+        digest: digest.into(),
+        account: "111122223333".into(),
+        region: "us-east-1".into(),
+        start_ms: Some(1_710_496_891_000),
+        end_ms: Some(1_710_500_491_000),
+    };
+    let findings = [Finding {
+        kind: FindingKind::Missing,
+        object: missing.into(),
+        detail: "listed by the digest, not in the bucket".into(),
+    }];
+    let notification = build(&context, &findings).unwrap();
+    let product = product_arn("aws", "us-east-1", "999988887777");
+    let finding = finding_for(&notification, &product, "2024-03-15T12:00:00Z")
+        .unwrap()
+        .expect("integrity alerts are findings");
+    assert_eq!(finding.types(), ["TTPs/Defense Evasion/T1070"]);
+    assert_eq!(finding.aws_account_id(), Some("999988887777"));
+    // Observed at the end of the digest's hour, not when it was checked.
+    assert_eq!(
+        finding.first_observed_at(),
+        Some(trailwatch::time::format_ms(1_710_500_491_000).as_str())
+    );
+    let resources: Vec<(&str, &str)> = finding
+        .resources()
+        .iter()
+        .map(|r| (r.r#type().unwrap_or(""), r.id().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            ("AwsAccount", "AWS::::Account:111122223333"),
+            ("AwsS3Object", digest),
+            ("AwsS3Object", missing)
+        ]
+    );
+    let fields = finding.product_fields().unwrap();
+    assert_eq!(fields["trailwatch/integrity/missing"], "1");
+    assert_eq!(fields["trailwatch/integrity/digest"], digest);
+    assert_eq!(
+        fields["trailwatch/ruleId"],
+        "Trailwatch.CloudTrail.Integrity"
+    );
+    // No principal: an integrity alert has none, and says nothing of one.
+    assert!(
+        !fields.contains_key("trailwatch/principalArn"),
+        "{fields:?}"
+    );
+    assert!(fields.values().all(|v| v != "unknown"), "{fields:?}");
 }
