@@ -156,21 +156,33 @@ pub fn invoke(args: InvokeArgs) -> ExitCode {
     // One dedup store and one sink for every event, as one warm Lambda instance.
     let dedup: Arc<dyn DedupStore> = Arc::new(MemoryStore::new());
     let sink = Arc::new(StdoutSink::new(args.format));
-    let mut total = Counters::default();
-    let mut failed = false;
     let rt = runtime();
-    for (path, event) in events {
+    run_events(&rt, events, |path| {
         let objects = args
             .objects
             .clone()
             .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).join("objects"));
-        let handler = Handler::assemble(
+        Arc::new(Handler::assemble(
             &config,
             config.rules.clone(),
             Arc::new(LocalSource::new(objects)),
             Arc::clone(&dedup),
             sink.clone(),
-        );
+        ))
+    })
+}
+
+/// Runs each event through the handler `handler_for` gives for its file, in
+/// order, then prints the summed counts; fails when an invocation failed.
+fn run_events(
+    rt: &tokio::runtime::Runtime,
+    events: Vec<(&PathBuf, Value)>,
+    mut handler_for: impl FnMut(&Path) -> Arc<Handler>,
+) -> ExitCode {
+    let mut total = Counters::default();
+    let mut failed = false;
+    for (path, event) in events {
+        let handler = handler_for(path);
         let (result, counters) = rt.block_on(handler.handle_counted(event));
         total.absorb(&counters);
         match result {
@@ -215,26 +227,8 @@ fn invoke_aws(paths: &[PathBuf]) -> ExitCode {
         Err(code) => return code,
     };
     let rt = runtime();
-    let handler = rt.block_on(super::lambda::aws_handler(&config, &topic_arn, integrity));
-    let mut total = Counters::default();
-    let mut failed = false;
-    for (path, event) in events {
-        let (result, counters) = rt.block_on(handler.handle_counted(event));
-        total.absorb(&counters);
-        match result {
-            Ok(response) => eprintln!("handler response: {response}"),
-            Err(e) => {
-                failed = true;
-                eprintln!("trailwatch: invocation failed: {}: {e}", path.display());
-            }
-        }
-    }
-    eprintln!("{}", invoke_summary(&total));
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    let handler = Arc::new(rt.block_on(super::lambda::aws_handler(&config, &topic_arn, integrity)));
+    run_events(&rt, events, |_| Arc::clone(&handler))
 }
 
 /// The counts of every event of an `invoke`, summed, on stderr. Enrichment and
