@@ -12,7 +12,8 @@
 //!   and the non-standard `NaN`, `Infinity` and `-Infinity` (Python's `json`
 //!   reads and writes them) are kept as their text (a JSON string), raw control
 //!   characters in strings are escaped, and invalid UTF-8 becomes U+FFFD. Nesting
-//!   deeper than the strict parser allows is handled by [`parse_value`].
+//!   deeper than the strict parser allows is handled where the fields are read
+//!   (`detect::fields`).
 //!
 //! The input is a record the scanner has already delimited, so strings and brackets
 //! are balanced; anything else that is wrong (a missing comma, a bad literal) is left
@@ -22,11 +23,7 @@
 //! keep into a whole record of what they hold, for a degraded evaluation.
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::fmt::Write;
-
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
 
 /// The non-finite numbers JavaScript and Python's `json` write outside strings.
 const NON_FINITE: [&str; 3] = ["NaN", "Infinity", "-Infinity"];
@@ -387,99 +384,10 @@ pub fn close_truncated(head: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Parses valid JSON text into a [`Value`] for rule evaluation, materialising
-/// containers down to [`MAX_EVALUATED_DEPTH`] and skipping deeper ones (their text
-/// is still validated, without recursion). Returns the value and whether anything
-/// was skipped.
-pub fn parse_value(json: &str) -> Result<(Value, bool), serde_json::Error> {
-    let skipped = Cell::new(false);
-    let mut deserializer = serde_json::Deserializer::from_str(json);
-    let value = Limited {
-        depth: 0,
-        skipped: &skipped,
-    }
-    .deserialize(&mut deserializer)?;
-    deserializer.end()?;
-    Ok((value, skipped.get()))
-}
-
-#[derive(Clone, Copy)]
-struct Limited<'a> {
-    depth: usize,
-    skipped: &'a Cell<bool>,
-}
-
-impl<'de> DeserializeSeed<'de> for Limited<'_> {
-    type Value = Value;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        if self.depth >= MAX_EVALUATED_DEPTH {
-            deserializer.deserialize_ignored_any(IgnoredAny)?;
-            self.skipped.set(true);
-            return Ok(Value::Null);
-        }
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Limited<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let inner = Limited {
-            depth: self.depth + 1,
-            ..self
-        };
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(inner)? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let inner = Limited {
-            depth: self.depth + 1,
-            ..self
-        };
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(inner)?;
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn compact_removes_whitespace_between_tokens_only() {
@@ -544,26 +452,7 @@ mod tests {
     fn other_syntax_errors_are_left_for_the_parser() {
         let fixed = repair(br#"{"a":tru,"b":"\x"}"#, 0);
         assert!(fixed.warnings.is_empty());
-        assert!(parse_value(&fixed.json).is_err());
-    }
-
-    #[test]
-    fn deep_nesting_is_parsed_without_the_strict_limit() {
-        let depth = 5000;
-        let json = format!(
-            r#"{{"eventName":"StartExportTask","p":{}1{}}}"#,
-            "[".repeat(depth),
-            "]".repeat(depth)
-        );
-        assert!(
-            serde_json::from_str::<Value>(&json).is_err(),
-            "strict limit"
-        );
-        let (value, skipped) = parse_value(&json).unwrap();
-        assert!(skipped);
-        assert_eq!(value["eventName"], "StartExportTask");
-        let shallow = parse_value(r#"{"a":[[{"b":1}]]}"#).unwrap();
-        assert_eq!(shallow, (serde_json::json!({"a":[[{"b":1}]]}), false));
+        assert!(serde_json::from_str::<Value>(&fixed.json).is_err());
     }
 
     #[test]

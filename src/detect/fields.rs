@@ -529,6 +529,30 @@ mod tests {
         // Skipped parts may be deeper than serde_json's own limit.
         let selected = parse(&deep, &["x"]);
         assert_eq!(selected.record, json!({}));
+        // Far deeper than the strict parser allows, beside a field that is read.
+        let depth = 5000;
+        let json = format!(
+            r#"{{"eventName":"StartExportTask","p":{}1{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&json).is_err(),
+            "strict limit"
+        );
+        let selected = parse(&json, &["eventName", "p"]);
+        assert_eq!(selected.record["eventName"], "StartExportTask");
+        assert!(
+            selected
+                .notes
+                .iter()
+                .any(|n| n.contains("nested deeper than")),
+            "{:?}",
+            selected.notes
+        );
+        let shallow = parse(r#"{"a":[[{"b":1}]]}"#, &["a"]);
+        assert_eq!(shallow.record, json!({"a":[[{"b":1}]]}));
+        assert!(shallow.notes.is_empty(), "{:?}", shallow.notes);
     }
 
     #[test]
