@@ -19,7 +19,7 @@ use trailwatch::dedup::{DedupStore, DynamoStore};
 use trailwatch::enrich::{MemberAccounts, Place};
 use trailwatch::respond::{
     AwsExportTasks, CancelBreaker, DynamoBreaker, ExportTasks, MemoryBreaker, Outcome, Responder,
-    BREAKER_KIND,
+    Responding, BREAKER_KIND,
 };
 use trailwatch::rule::{Containment, Facts, RuleSet};
 
@@ -71,6 +71,14 @@ fn deadline() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(20)
 }
 
+/// What `responder` decides (and does) for the export of `task` to `bucket`.
+async fn respond(responder: &Responder, task: &str, bucket: &str, place: &Place) -> Responding {
+    responder
+        .respond(&containment(), &facts(task, bucket), place, deadline())
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_mode_cancels_the_task_and_report_mode_leaves_it_alone() {
     let server = tokio::task::spawn_blocking(MotoServer::start)
@@ -81,15 +89,8 @@ async fn cancel_mode_cancels_the_task_and_report_mode_leaves_it_alone() {
     let place = Place::new(OWN, REGION);
 
     let report = responder(ResponseMode::Report, &conf, Arc::new(MemoryBreaker::new()));
-    let said = report
-        .respond(
-            &containment(),
-            &facts(&export.task, &export.bucket),
-            &place,
-            deadline(),
-        )
+    let said = respond(&report, &export.task, &export.bucket, &place)
         .await
-        .unwrap()
         .response;
     assert_eq!(said.outcome, Outcome::WouldCancel);
     assert_eq!(
@@ -99,15 +100,7 @@ async fn cancel_mode_cancels_the_task_and_report_mode_leaves_it_alone() {
     );
 
     let cancel = responder(ResponseMode::Cancel, &conf, Arc::new(MemoryBreaker::new()));
-    let done = cancel
-        .respond(
-            &containment(),
-            &facts(&export.task, &export.bucket),
-            &place,
-            deadline(),
-        )
-        .await
-        .unwrap();
+    let done = respond(&cancel, &export.task, &export.bucket, &place).await;
     assert!(done.in_flight.is_none());
     assert_eq!(
         done.response.outcome,
@@ -121,28 +114,14 @@ async fn cancel_mode_cancels_the_task_and_report_mode_leaves_it_alone() {
     assert_eq!(doc["target"], export.task.as_str());
 
     // A retried invocation: still success, nothing else happens.
-    let again = cancel
-        .respond(
-            &containment(),
-            &facts(&export.task, &export.bucket),
-            &place,
-            deadline(),
-        )
+    let again = respond(&cancel, &export.task, &export.bucket, &place)
         .await
-        .unwrap()
         .response;
     assert_eq!(again.outcome, Outcome::Canceled);
 
     // A task that does not exist: the cancel fails, and says so.
-    let missing = cancel
-        .respond(
-            &containment(),
-            &facts("no-such-task", &export.bucket),
-            &place,
-            deadline(),
-        )
+    let missing = respond(&cancel, "no-such-task", &export.bucket, &place)
         .await
-        .unwrap()
         .response;
     assert_eq!(missing.outcome, Outcome::Failed);
     assert!(missing
@@ -171,13 +150,10 @@ async fn four_concurrent_instances_past_the_breaker_cancel_exactly_the_limit() {
         .collect();
     let place = Place::new(OWN, REGION);
     let runs = instances.iter().zip(&tasks).map(|(responder, task)| {
-        let facts = facts(task, &export.bucket);
-        let place = place.clone();
+        let (place, export) = (place.clone(), &export);
         async move {
-            responder
-                .respond(&containment(), &facts, &place, deadline())
+            respond(responder, task, &export.bucket, &place)
                 .await
-                .unwrap()
                 .response
         }
     });
@@ -230,15 +206,8 @@ async fn four_concurrent_instances_past_the_breaker_cancel_exactly_the_limit() {
 
     // A retry of an admitted task is admitted without counting; another account
     // has its own budget.
-    let retry = instances[0]
-        .respond(
-            &containment(),
-            &facts(canceled[0], &export.bucket),
-            &place,
-            deadline(),
-        )
+    let retry = respond(&instances[0], canceled[0], &export.bucket, &place)
         .await
-        .unwrap()
         .response;
     assert_eq!(retry.outcome, Outcome::Canceled);
     let breaker = DynamoBreaker::new(

@@ -297,63 +297,42 @@ async fn with_rds_denying_or_unreachable_the_alert_still_arrives_in_time() {
     let budget = Duration::from_millis(1500);
     let budget_ms = budget.as_millis().to_string();
 
+    // One invocation with RDS at `endpoint`: its alert has the RDS lookups
+    // unknown with `cause`; returns how long the invocation took.
+    let run = |endpoint: String, time: &'static str, cause: &'static str| {
+        let (stack, export, budget_ms, dir) = (&stack, &export, &budget_ms, dir.path());
+        async move {
+            let event = deliver(stack, record_of(export, &export.task, &export.bucket, time)).await;
+            let command = trailwatch(
+                stack,
+                &[
+                    ("AWS_ENDPOINT_URL_RDS", &endpoint),
+                    ("TRAILWATCH_ENRICH_TIMEOUT_MS", budget_ms),
+                ],
+            );
+            let (out, took) = invoke_aws(command, &event, dir).await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let delivered = stack.drain().await;
+            let [alert] = alerts(&delivered).try_into().expect("one alert");
+            assert_unknown_with(alert, cause);
+            took
+        }
+    };
     // Denying: every RDS call is refused at once (S3, SNS, DynamoDB answer).
     let denier = Denier::start().await;
-    let event = deliver(
-        &stack,
-        record_of(
-            &export,
-            &export.task,
-            &export.bucket,
-            "2024-05-01T10:40:00Z",
-        ),
+    let denied_took = run(
+        denier.endpoint.clone(),
+        "2024-05-01T10:40:00Z",
+        "accessDenied",
     )
     .await;
-    let command = trailwatch(
-        &stack,
-        &[
-            ("AWS_ENDPOINT_URL_RDS", &denier.endpoint),
-            ("TRAILWATCH_ENRICH_TIMEOUT_MS", &budget_ms),
-        ],
-    );
-    let (out, denied_took) = invoke_aws(command, &event, dir.path()).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let delivered = stack.drain().await;
-    let [alert] = alerts(&delivered).try_into().expect("one alert");
-    assert_unknown_with(alert, "accessDenied");
-
     // Unreachable: RDS accepts connections and never answers.
     let hole = BlackHole::new();
-    let event = deliver(
-        &stack,
-        record_of(
-            &export,
-            &export.task,
-            &export.bucket,
-            "2024-05-01T12:40:00Z",
-        ),
-    )
-    .await;
-    let command = trailwatch(
-        &stack,
-        &[
-            ("AWS_ENDPOINT_URL_RDS", &hole.endpoint),
-            ("TRAILWATCH_ENRICH_TIMEOUT_MS", &budget_ms),
-        ],
-    );
-    let (out, unreachable_took) = invoke_aws(command, &event, dir.path()).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let delivered = stack.drain().await;
-    let [alert] = alerts(&delivered).try_into().expect("one alert");
-    assert_unknown_with(alert, "timeout");
+    let unreachable_took = run(hole.endpoint.clone(), "2024-05-01T12:40:00Z", "timeout").await;
     // The budget, plus what the same run costs when RDS answers at once (start,
     // read, publication), plus the scheduler's slack.
     assert!(
