@@ -144,6 +144,19 @@ for path in sys.argv[1:]:
            and r.get("eventName") == "StartExportTask" and r.get("errorCode") is None]
     print(json.dumps(ids))
 "#;
+    python_json_lines::<Vec<String>>(script, dir, names)
+        .into_iter()
+        .map(|ids| ids.into_iter().collect())
+        .collect()
+}
+
+/// Runs the Python `script` on the files `names` in `dir`: one JSON document per
+/// line of its output (the oracles print one per file).
+fn python_json_lines<T: serde::de::DeserializeOwned>(
+    script: &str,
+    dir: &Path,
+    names: &[String],
+) -> Vec<T> {
     let out = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -158,12 +171,7 @@ for path in sys.argv[1:]:
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
-        .map(|line| {
-            serde_json::from_str::<Vec<String>>(line)
-                .unwrap()
-                .into_iter()
-                .collect()
-        })
+        .map(|line| serde_json::from_str(line).unwrap())
         .collect()
 }
 

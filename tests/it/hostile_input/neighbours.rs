@@ -243,22 +243,7 @@ for path in sys.argv[1:]:
         and r.get("eventSource") == "rds.amazonaws.com"
         and r.get("eventName") == "StartExportTask" and r.get("errorCode") is None]))
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(names.iter().map(|n| dir.join(n)))
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+    super::python_json_lines(script, dir, names)
 }
 
 /// The eventIDs of the alerts on stdout, by the file (`source`) they came from;
